@@ -1,0 +1,331 @@
+"""Read a step's lineage off Spark's analyzed logical plan.
+
+A step is the plan nodes a transformation put on top of its input plans. Walking them
+gives (1) for every output column, the input columns its expression references
+(contributing), (2) the input columns that decide whether or where a row exists
+(influencing: filter predicates, join conditions, group keys), (3) the node kinds, which
+fix the lineage type, (4) whether every expression is deterministic, and (5) a *spec*: the
+same nodes as plain data (expressions as SQL over positional column names), from which
+:mod:`hippo.capture.replay` rebuilds the step on freshly read inputs in any process.
+
+Not checked here: that a spec's SQL parses back; the caller replays it once at capture
+time and compares schemas, which catches that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hippo.errors import UnsupportedStepError
+
+if TYPE_CHECKING:
+    from py4j.java_gateway import JavaObject
+    from pyspark.sql import DataFrame
+
+Ref = tuple[int, int]  # (input index, column position in that input)
+
+_PASS_NODES = {"SubqueryAlias", "Repartition", "RepartitionByExpression", "ResolvedHint"}
+_JOIN_HOW = {
+    "Inner": "inner",
+    "Cross": "cross",
+    "LeftOuter": "left",
+    "RightOuter": "right",
+    "FullOuter": "full",
+    "LeftSemi": "left_semi",
+    "LeftAnti": "left_anti",
+}
+_OUTER_GENERATORS = {"explode": "explode_outer", "posexplode": "posexplode_outer",
+                     "inline": "inline_outer"}
+
+
+@dataclass
+class StepAnalysis:
+    """What one step's plan nodes say about lineage."""
+
+    contributing: list[set[Ref]]
+    influencing: set[Ref] = field(default_factory=set)
+    kinds: list[str] = field(default_factory=list)
+    deterministic: bool = True
+    group_keys: list[str] = field(default_factory=list)
+    order: set[Ref] = field(default_factory=set)
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+def _seq(seq: JavaObject) -> list[JavaObject]:
+    return [seq.apply(i) for i in range(seq.size())]
+
+
+def _cls(obj: JavaObject) -> str:
+    return obj.getClass().getSimpleName().rstrip("$")
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class _Walker:
+    def __init__(self, jvm: Any, inputs: list[JavaObject]) -> None:
+        self._jvm = jvm
+        self._inputs = inputs
+        self._input_ids = [[a.exprId().id() for a in _seq(p.output())] for p in inputs]
+        self._empty = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList())
+        self.influencing: set[Ref] = set()
+        self.kinds: list[str] = []
+        self.deterministic = True
+        self.group_keys: list[str] = []
+        self.order: set[Ref] = set()
+
+    # -- expressions ------------------------------------------------------------------
+    def _to_seq(self, items: list[JavaObject]) -> JavaObject:
+        jlist = self._jvm.java.util.ArrayList()
+        for item in items:
+            jlist.add(item)
+        return self._jvm.org.apache.spark.api.python.PythonUtils.toSeq(jlist)
+
+    def _rename(self, expr: JavaObject, names: dict[int, str]) -> JavaObject:
+        cls = _cls(expr)
+        if cls == "AttributeReference":
+            eid = expr.exprId().id()
+            if eid not in names:
+                raise UnsupportedStepError(
+                    f"expression `{expr.sql()}` references a column outside its input "
+                    "(correlated subqueries are not supported)"
+                )
+            return expr.withName(names[eid]).withQualifier(self._empty)
+        if cls in ("ScalarSubquery", "ListQuery", "Exists", "InSubquery", "LateralSubquery"):
+            raise UnsupportedStepError(f"subquery expression `{expr.sql()}` is not supported")
+        children = _seq(expr.children())
+        if not children:
+            return expr
+        return expr.withNewChildren(self._to_seq([self._rename(c, names) for c in children]))
+
+    def _sql(self, expr: JavaObject, names: dict[int, str]) -> str:
+        if not expr.deterministic():
+            self.deterministic = False
+        return str(self._rename(expr, names).sql())
+
+    def _named_sql(self, expr: JavaObject, names: dict[int, str]) -> str:
+        sql = self._sql(expr, names)
+        if _cls(expr) == "AttributeReference":
+            sql = f"{sql} AS {_quote(expr.name())}"
+        return sql
+
+    @staticmethod
+    def _refs(expr: JavaObject) -> list[int]:
+        return [a.exprId().id() for a in _seq(expr.references().toSeq())]
+
+    # -- nodes ------------------------------------------------------------------------
+    def _match_input(self, node: JavaObject) -> int | None:
+        for i, plan in enumerate(self._inputs):
+            if node.fastEquals(plan):
+                return i
+        return None
+
+    def _contains_input(self, node: JavaObject) -> bool:
+        if self._match_input(node) is not None:
+            return True
+        return any(self._contains_input(c) for c in _seq(node.children()))
+
+    def _forced(self, node: JavaObject, i: int, n: int) -> int | None:
+        # Self-joins and self-unions get fresh attribute ids on one side during analysis,
+        # so that side no longer equals its input plan: it stands for input ``i``.
+        if n != len(self._inputs) or self._contains_input(node):
+            return None
+        return i
+
+    def _boundary(self, node: JavaObject, i: int) -> tuple[list[int], dict[int, set[Ref]], dict]:
+        ids = [a.exprId().id() for a in _seq(node.output())]
+        if len(ids) != len(self._input_ids[i]):
+            raise UnsupportedStepError("a join or union input changed shape during analysis")
+        return ids, {eid: {(i, pos)} for pos, eid in enumerate(ids)}, {"input": i}
+
+    def walk(self, node: JavaObject, forced_input: int | None = None):
+        """Return (output exprIds, exprId -> input refs, spec) for ``node``."""
+        i = self._match_input(node)
+        if i is None and forced_input is not None:
+            i = forced_input
+        if i is not None:
+            return self._boundary(node, i)
+        cls = _cls(node)
+        self.kinds.append(cls)
+        handler = getattr(self, f"_node_{cls}", None)
+        if handler is not None:
+            return handler(node)
+        if cls in _PASS_NODES:
+            return self._pass(node)
+        raise UnsupportedStepError(f"plan node `{cls}` is not supported yet")
+
+    def _child(self, node: JavaObject):
+        ids, refs, spec = self.walk(node.child())
+        names = {eid: f"__c{pos}" for pos, eid in enumerate(ids)}
+        return ids, refs, spec, names
+
+    def _out_names(self, node: JavaObject) -> list[str]:
+        return [str(a.name()) for a in _seq(node.output())]
+
+    def _map(self, refs: dict[int, set[Ref]], eids: list[int]) -> set[Ref]:
+        found: set[Ref] = set()
+        for eid in eids:
+            found |= refs.get(eid, set())
+        return found
+
+    def _pass(self, node: JavaObject):
+        ids, refs, spec, _ = self._child(node)
+        cls = _cls(node)
+        out = {"op": "pass", "child": spec}
+        if cls == "Repartition":
+            out = {"op": "repartition", "n": int(node.numPartitions()),
+                   "shuffle": bool(node.shuffle()), "child": spec}
+        elif cls == "RepartitionByExpression":
+            names = {eid: f"__c{pos}" for pos, eid in enumerate(ids)}
+            exprs = _seq(node.partitionExpressions())
+            if any(_cls(e) == "SortOrder" for e in exprs):
+                raise UnsupportedStepError("repartitionByRange is not supported yet")
+            n = node.optNumPartitions()
+            out = {"op": "repartition_by", "exprs": [self._sql(e, names) for e in exprs],
+                   "n": int(n.get()) if n.isDefined() else None, "child": spec}
+        out["names"] = self._out_names(node)
+        return [a.exprId().id() for a in _seq(node.output())], refs, out
+
+    def _node_Project(self, node: JavaObject):
+        _, refs, spec, names = self._child(node)
+        exprs = _seq(node.projectList())
+        out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in exprs}
+        sqls = [self._named_sql(e, names) for e in exprs]
+        ids = [e.exprId().id() for e in exprs]
+        return ids, out_refs, {"op": "project", "exprs": sqls, "child": spec,
+                               "names": self._out_names(node)}
+
+    def _node_Filter(self, node: JavaObject):
+        ids, refs, spec, names = self._child(node)
+        cond = node.condition()
+        self.influencing |= self._map(refs, self._refs(cond))
+        return ids, refs, {"op": "filter", "cond": self._sql(cond, names), "child": spec,
+                           "names": self._out_names(node)}
+
+    def _node_Aggregate(self, node: JavaObject):
+        _, refs, spec, names = self._child(node)
+        groups = _seq(node.groupingExpressions())
+        aggs = _seq(node.aggregateExpressions())
+        for g in groups:
+            self.influencing |= self._map(refs, self._refs(g))
+        self.group_keys = [self._sql(g, names) for g in groups]
+        out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in aggs}
+        return [e.exprId().id() for e in aggs], out_refs, {
+            "op": "aggregate", "groups": self.group_keys,
+            "aggs": [self._named_sql(e, names) for e in aggs], "child": spec,
+            "names": self._out_names(node)}
+
+    def _node_Distinct(self, node: JavaObject):
+        ids, refs, spec, _ = self._child(node)
+        self.influencing |= self._map(refs, ids)
+        self.group_keys = [f"__c{pos}" for pos in range(len(ids))]
+        return ids, refs, {"op": "distinct", "child": spec, "names": self._out_names(node)}
+
+    def _node_Deduplicate(self, node: JavaObject):
+        ids, refs, spec, _ = self._child(node)
+        keys = [a.exprId().id() for a in _seq(node.keys())]
+        self.influencing |= self._map(refs, keys)
+        positions = [ids.index(k) for k in keys]
+        if sorted(positions) == list(range(len(ids))):
+            self.group_keys = [f"__c{pos}" for pos in range(len(ids))]
+            return ids, refs, {"op": "distinct", "child": spec, "names": self._out_names(node)}
+        return ids, refs, {"op": "dedup", "keys": positions, "child": spec,
+                           "names": self._out_names(node)}
+
+    def _node_Join(self, node: JavaObject):
+        how = _JOIN_HOW.get(_cls(node.joinType()))
+        if how is None:
+            raise UnsupportedStepError(f"join type `{node.joinType()}` is not supported yet")
+        # Self-joins get fresh attribute ids on one side, so children are inputs by position.
+        lids, lrefs, lspec = self.walk(node.left(), self._forced(node.left(), 0, 2))
+        rids, rrefs, rspec = self.walk(node.right(), self._forced(node.right(), 1, 2))
+        names = {eid: f"__l{pos}" for pos, eid in enumerate(lids)}
+        names.update({eid: f"__r{pos}" for pos, eid in enumerate(rids)})
+        refs = {**lrefs, **rrefs}
+        cond = node.condition()
+        cond_sql = None
+        if cond.isDefined():
+            self.influencing |= self._map(refs, self._refs(cond.get()))
+            cond_sql = self._sql(cond.get(), names)
+        ids = lids if how in ("left_semi", "left_anti") else lids + rids
+        return ids, refs, {"op": "join", "how": how, "cond": cond_sql, "left": lspec,
+                           "right": rspec, "names": self._out_names(node)}
+
+    def _node_Generate(self, node: JavaObject):
+        ids, refs, spec, names = self._child(node)
+        gen = node.generator()
+        gen_refs = self._map(refs, self._refs(gen))
+        gen_sql = self._sql(gen, names)
+        if node.outer():
+            pretty = str(gen.prettyName())
+            if pretty not in _OUTER_GENERATORS:
+                raise UnsupportedStepError(f"outer generator `{pretty}` is not supported")
+            gen_sql = _OUTER_GENERATORS[pretty] + gen_sql[len(pretty):]
+        dropped = {int(x) for x in _seq(node.unrequiredChildIndex())}
+        kept = [pos for pos in range(len(ids)) if pos not in dropped]
+        gen_ids = [a.exprId().id() for a in _seq(node.generatorOutput())]
+        out_refs = dict(refs)
+        out_refs.update({eid: set(gen_refs) for eid in gen_ids})
+        return [ids[p] for p in kept] + gen_ids, out_refs, {
+            "op": "generate", "gen": gen_sql, "keep": kept,
+            "gen_names": [str(a.name()) for a in _seq(node.generatorOutput())],
+            "child": spec, "names": self._out_names(node)}
+
+    def _node_Sort(self, node: JavaObject):
+        ids, refs, spec, names = self._child(node)
+        orders = []
+        for o in _seq(node.order()):
+            self.order |= self._map(refs, self._refs(o))
+            orders.append([self._sql(o.child(), names), _cls(o.direction()) == "Ascending",
+                           _cls(o.nullOrdering()) == "NullsFirst"])
+        return ids, refs, {"op": "sort", "orders": orders, "global": bool(getattr(node, "global")()),
+                           "child": spec, "names": self._out_names(node)}
+
+    def _node_GlobalLimit(self, node: JavaObject):
+        local = node.child()
+        if _cls(local) != "LocalLimit":
+            raise UnsupportedStepError("a global limit without a local limit is not supported")
+        self.kinds.append("LocalLimit")
+        ids, refs, spec = self.walk(local.child())
+        n = int(str(node.limitExpr().sql()))
+        return ids, refs, {"op": "limit", "n": n, "child": spec, "names": self._out_names(node)}
+
+    def _node_Offset(self, node: JavaObject):
+        ids, refs, spec, _ = self._child(node)
+        n = int(str(node.offsetExpr().sql()))
+        return ids, refs, {"op": "offset", "n": n, "child": spec, "names": self._out_names(node)}
+
+    def _node_Union(self, node: JavaObject):
+        kids = _seq(node.children())
+        walked = [self.walk(k, self._forced(k, i, len(kids))) for i, k in enumerate(kids)]
+        first_ids = walked[0][0]
+        out_refs: dict[int, set[Ref]] = {}
+        for pos, eid in enumerate(first_ids):
+            merged: set[Ref] = set()
+            for ids, refs, _ in walked:
+                merged |= refs.get(ids[pos], set())
+            out_refs[eid] = merged
+        ids = [a.exprId().id() for a in _seq(node.output())]
+        if ids != first_ids:
+            out_refs = {ids[p]: out_refs[first_ids[p]] for p in range(len(ids))}
+        return ids, out_refs, {"op": "union", "children": [w[2] for w in walked],
+                               "names": self._out_names(node)}
+
+
+def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
+    """Lineage of the nodes ``result``'s plan adds on top of ``inputs``' plans."""
+    jvm = result.sparkSession._jvm
+    plans = [df._jdf.queryExecution().analyzed() for df in inputs]
+    walker = _Walker(jvm, plans)
+    ids, refs, spec = walker.walk(result._jdf.queryExecution().analyzed())
+    return StepAnalysis(
+        contributing=[set(refs.get(eid, set())) for eid in ids],
+        influencing=walker.influencing,
+        kinds=walker.kinds,
+        deterministic=walker.deterministic,
+        group_keys=walker.group_keys,
+        order=walker.order,
+        spec=spec,
+    )

@@ -1,0 +1,71 @@
+"""Reading a source as a run read it: pinned Delta version, ids added.
+
+Used at capture time and again at query time, so both see the same rows with the
+same ids. A Delta path is pinned to the version read; a DataFrame source is first
+snapshotted into the store (a Delta table of its own), then read the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hippo.capture.ids import ID, content_hash, is_hidden
+from hippo.errors import HippoError, VersionUnavailableError
+
+__all__ = ["latest_version", "read_pinned", "read_source", "check_readable"]
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    """The current version of the Delta table at ``path``."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise HippoError(f"`{path}` is not a Delta table (no _delta_log there)")
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return int(row[0])
+
+
+def read_pinned(spark: SparkSession, path: str, version: int) -> DataFrame:
+    """Version ``version`` of the Delta table at ``path``; a clear error if it is gone."""
+    try:
+        return spark.read.format("delta").option("versionAsOf", version).load(path)
+    except Exception as err:  # Py4J/Delta raise several kinds for a missing version
+        raise VersionUnavailableError(path, version, _first_line(err)) from err
+
+
+def check_readable(spark: SparkSession, path: str, version: int) -> None:
+    """Raise VersionUnavailableError if a data file of that version was vacuumed.
+
+    Lists the version's files on the driver (file names, not data) and checks each
+    exists, so queries fail here with a clear message, not later inside a task.
+    """
+    df = read_pinned(spark, path, version)
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    for name in df.inputFiles():
+        jpath = jvm.org.apache.hadoop.fs.Path(name)
+        if not jpath.getFileSystem(conf).exists(jpath):
+            raise VersionUnavailableError(path, version, f"data file `{name}` was removed, "
+                                                         "e.g. by VACUUM")
+
+
+def read_source(spark: SparkSession, info: dict[str, Any]) -> DataFrame:
+    """The source's rows as the run read them, with ``__hippo_id`` and its slot column."""
+    df = read_pinned(spark, info["path"], info["version"])
+    clash = [c for c in df.columns if is_hidden(c)]
+    if clash:
+        raise HippoError(
+            f"source `{info['name']}` has column(s) {', '.join(f'`{c}`' for c in clash)} "
+            "whose names hippo reserves (prefixes `__hippo_`, `__hs_`); rename them"
+        )
+    ids = content_hash([F.col(f"`{c}`") for c in df.columns], "row")
+    return df.withColumn(ID, ids).withColumn(info["slot"], F.col(ID))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
+

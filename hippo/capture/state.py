@@ -1,0 +1,85 @@
+"""The lineage a tracked DataFrame carries: slots, and per-column cell lineage.
+
+Every tracked row carries hidden *slot* columns. A slot holds the id of one row the
+tracked row came from, and the slot's *origin* says where that id is resolved:
+
+* ``{"kind": "source", "source": name, "op": n}``: a source row id (passthrough);
+* ``{"kind": "key", "op": n, "input_op": m, "keys": [...]}``: a group of an aggregate or
+  distinct step ``n``; the id is a hash of the group key, resolved by re-reading step
+  ``m``'s output and keeping the rows whose key hashes to it (key encoding).
+
+``contrib[p]`` lists, for user column ``p``, the ``(slot, ref)`` cells it is computed
+from; ``influence`` the cells that decided whether the row exists. ``ref`` is a source
+column name for a source slot and a column position in the key step's input otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+Cell = tuple[str, Any]  # (slot column, column name or position at the slot's origin)
+
+
+@dataclass(frozen=True)
+class LineageState:
+    """Slots and cell lineage of one tracked DataFrame (positions = user columns)."""
+
+    slots: dict[str, dict[str, Any]]
+    contrib: tuple[frozenset[Cell], ...]
+    influence: frozenset[Cell] = frozenset()
+    order: frozenset[Cell] = field(default=frozenset())
+    replay_exact: bool = True
+
+    def renamed(self, mapping: dict[str, str]) -> LineageState:
+        """The same lineage with slot columns renamed (for the right side of a join)."""
+        if not mapping:
+            return self
+
+        def cells(cs: frozenset[Cell]) -> frozenset[Cell]:
+            return frozenset((mapping.get(s, s), r) for s, r in cs)
+
+        return replace(
+            self,
+            slots={mapping.get(s, s): o for s, o in self.slots.items()},
+            contrib=tuple(cells(c) for c in self.contrib),
+            influence=cells(self.influence),
+            order=cells(self.order),
+        )
+
+    def restricted(self, slots: set[str]) -> LineageState:
+        """Drop every cell of slots the DataFrame no longer carries."""
+
+        def cells(cs: frozenset[Cell]) -> frozenset[Cell]:
+            return frozenset(c for c in cs if c[0] in slots)
+
+        return replace(
+            self,
+            slots={s: o for s, o in self.slots.items() if s in slots},
+            contrib=tuple(cells(c) for c in self.contrib),
+            influence=cells(self.influence),
+            order=cells(self.order),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        def cells(cs: frozenset[Cell]) -> list[list[Any]]:
+            return sorted(([s, r] for s, r in cs), key=lambda c: (c[0], str(c[1])))
+
+        return {
+            "slots": self.slots,
+            "contrib": [cells(c) for c in self.contrib],
+            "influence": cells(self.influence),
+            "replay_exact": self.replay_exact,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LineageState:
+        def cells(cs: list[list[Any]]) -> frozenset[Cell]:
+            return frozenset((s, r) for s, r in cs)
+
+        return cls(
+            slots=data["slots"],
+            contrib=tuple(cells(c) for c in data["contrib"]),
+            influence=cells(data["influence"]),
+            replay_exact=data.get("replay_exact", True),
+        )

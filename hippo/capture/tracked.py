@@ -1,0 +1,323 @@
+"""TrackedDataFrame: pyspark's DataFrame transformations, with lineage recorded.
+
+Each method runs the same pyspark transformation on a DataFrame that also carries
+hippo's hidden columns (the row id and the slots of :mod:`hippo.capture.state`), then
+reads the step's lineage off the analyzed plan (:mod:`hippo.capture.plan`). Methods
+only plumb the hidden columns through; none of them says what its lineage is.
+
+Transformations not listed here raise :class:`~hippo.errors.UnsupportedStepError`
+rather than silently losing lineage; actions (count, collect, show, ...) run on the
+user's columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from hippo.capture.ids import ID, content_hash, derived_id, is_hidden
+from hippo.capture.state import Cell, LineageState
+from hippo.errors import UnsupportedStepError
+
+if TYPE_CHECKING:
+    from hippo.capture.run import Run
+
+__all__ = ["TrackedDataFrame", "TrackedGroupedData"]
+
+_ACTIONS = {
+    "count", "collect", "show", "take", "head", "first", "toPandas", "toLocalIterator",
+    "schema", "dtypes", "printSchema", "explain", "isEmpty", "describe", "summary",
+    "toArrow", "write", "writeTo", "rdd", "storageLevel", "isLocal", "sparkSession",
+    "foreach", "foreachPartition", "createOrReplaceTempView", "createTempView",
+}
+
+
+def _flatten(items: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in items:
+        out.extend(item if isinstance(item, list | tuple) else [item])
+    return out
+
+
+def _positional_select(df: DataFrame, positions: list[int], names: list[str]) -> DataFrame:
+    """Select columns by position (names may repeat) and name them."""
+    tmp = df.toDF(*[f"__p{i}" for i in range(len(df.columns))])
+    return tmp.select(*[f"__p{p}" for p in positions]).toDF(*names)
+
+
+class TrackedDataFrame:
+    """A DataFrame whose transformations record cell-level lineage into a run.
+
+    Use it like a pyspark DataFrame; ``.df`` is the plain DataFrame of your columns.
+
+    Examples
+    --------
+    >>> flights = run.source("flights", "data/flights")  # doctest: +SKIP
+    >>> late = flights.filter(F.col("dep_delay") > 15).select("carrier", "dep_delay")
+    """
+
+    def __init__(self, run: Run, df: DataFrame, state: LineageState, op_id: int) -> None:
+        self._run = run
+        self._df = df
+        self._state = state
+        self._op_id = op_id
+
+    # -- plain access ------------------------------------------------------------------
+    @property
+    def df(self) -> DataFrame:
+        """The DataFrame without hippo's hidden columns."""
+        return self._df.drop(*self._hidden())
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self._df.columns if not is_hidden(c)]
+
+    @property
+    def op_id(self) -> int:
+        """The id of the step that produced this DataFrame in its run."""
+        return self._op_id
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _ACTIONS:
+            return getattr(self.df, name)
+        if name.startswith("_") or not hasattr(DataFrame, name):
+            raise AttributeError(name)
+        raise UnsupportedStepError(
+            f"`{name}` is not tracked yet; use `.df.{name}(...)` for untracked work, or "
+            "declare its lineage (see README, 'Supported steps')"
+        )
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, str):
+            return self._df[item]
+        if isinstance(item, Column):
+            return self.filter(item)
+        if isinstance(item, list | tuple):
+            return self.select(*item)
+        raise TypeError(f"unexpected item type: {type(item)}")
+
+    def __repr__(self) -> str:
+        cols = ", ".join(self.columns)
+        return f"TrackedDataFrame[{cols}] (run step {self._op_id})"
+
+    def _hidden(self) -> list[str]:
+        return [c for c in self._df.columns if is_hidden(c)]
+
+    def _derive(
+        self,
+        new: DataFrame,
+        step: str,
+        inputs: list[TrackedDataFrame] | None = None,
+        states: list[LineageState] | None = None,
+        **extra: Any,
+    ) -> TrackedDataFrame:
+        inputs = inputs or [self]
+        states = states or [t._state for t in inputs]
+        return self._run._record_step(new, step, inputs, states, **extra)
+
+    # -- one-to-one and generators -------------------------------------------------------
+    def select(self, *cols: Any) -> TrackedDataFrame:
+        new = self._df.select(*_flatten(cols), *self._hidden())
+        return self._derive(_dedupe_hidden(new), "select")
+
+    def selectExpr(self, *exprs: str) -> TrackedDataFrame:  # noqa: N802 (pyspark's name)
+        new = self._df.selectExpr(*_flatten(exprs), *[f"`{h}`" for h in self._hidden()])
+        return self._derive(_dedupe_hidden(new), "selectExpr")
+
+    def withColumn(self, name: str, col: Column) -> TrackedDataFrame:  # noqa: N802
+        return self._derive(self._df.withColumn(name, col), "withColumn")
+
+    def withColumns(self, *mapping: dict[str, Column]) -> TrackedDataFrame:  # noqa: N802
+        return self._derive(self._df.withColumns(*mapping), "withColumns")
+
+    def withColumnRenamed(self, existing: str, new: str) -> TrackedDataFrame:  # noqa: N802
+        return self._derive(self._df.withColumnRenamed(existing, new), "withColumnRenamed")
+
+    def withColumnsRenamed(self, mapping: dict[str, str]) -> TrackedDataFrame:  # noqa: N802
+        return self._derive(self._df.withColumnsRenamed(mapping), "withColumnsRenamed")
+
+    def drop(self, *cols: Any) -> TrackedDataFrame:
+        return self._derive(self._df.drop(*cols), "drop")
+
+    def filter(self, condition: Column | str) -> TrackedDataFrame:
+        return self._derive(self._df.filter(condition), "filter")
+
+    where = filter
+
+    def orderBy(self, *cols: Any, **kwargs: Any) -> TrackedDataFrame:  # noqa: N802
+        return self._derive(self._df.orderBy(*cols, **kwargs), "orderBy")
+
+    sort = orderBy
+
+    def sortWithinPartitions(self, *cols: Any, **kwargs: Any) -> TrackedDataFrame:  # noqa: N802
+        return self._derive(self._df.sortWithinPartitions(*cols, **kwargs), "sortWithinPartitions")
+
+    def repartition(self, *args: Any) -> TrackedDataFrame:
+        return self._derive(self._df.repartition(*args), "repartition")
+
+    def coalesce(self, n: int) -> TrackedDataFrame:
+        return self._derive(self._df.coalesce(n), "coalesce")
+
+    def alias(self, name: str) -> TrackedDataFrame:
+        return self._derive(self._df.alias(name), "alias")
+
+    def limit(self, n: int) -> TrackedDataFrame:
+        return self._derive(self._df.limit(n), "limit", replay_exact=False)
+
+    def dropDuplicates(self, subset: list[str] | None = None) -> TrackedDataFrame:  # noqa: N802
+        if not subset:
+            return self.distinct()
+        # The kept row carries its own slots, so its lineage is exact; which row is kept
+        # is up to Spark, so a replay may keep another one.
+        return self._derive(self._df.dropDuplicates(subset), "dropDuplicates", replay_exact=False)
+
+    drop_duplicates = dropDuplicates
+
+    # -- many-to-one -------------------------------------------------------------------
+    def groupBy(self, *cols: Any) -> TrackedGroupedData:  # noqa: N802
+        return TrackedGroupedData(self, _flatten(cols))
+
+    groupby = groupBy
+
+    def agg(self, *exprs: Any) -> TrackedDataFrame:
+        return self.groupBy().agg(*exprs)
+
+    def distinct(self) -> TrackedDataFrame:
+        user = self.columns
+        out = _with_key_slot(self._run, self.df.distinct(), len(user))
+        full = [i for i, c in enumerate(self._df.columns) if not is_hidden(c)]
+        return self._derive(out, "distinct", key_sql=[f"`__c{p}`" for p in full])
+
+    # -- several inputs ------------------------------------------------------------------
+    def join(self, other: TrackedDataFrame, on: Any = None, how: str | None = None) -> TrackedDataFrame:
+        other = self._run._check_tracked(other, "join")
+        taken = set(self._state.slots)
+        renames = {s: self._run._new_slot() for s in other._state.slots if s in taken}
+        right = other._df.withColumnsRenamed({**renames, ID: "__hippo_r"})
+        left = self._df.withColumnRenamed(ID, "__hippo_l")
+        joined = left.join(right, on=on, how=how)
+        if "__hippo_r" in joined.columns:
+            joined = joined.withColumn(
+                ID, derived_id("join", F.col("__hippo_l"), F.col("__hippo_r"))
+            ).drop("__hippo_l", "__hippo_r")
+        else:  # semi and anti joins keep the left row as it is
+            joined = joined.withColumnRenamed("__hippo_l", ID)
+        return self._derive(
+            joined, "join", [self, other], [self._state, other._state.renamed(renames)]
+        )
+
+    def crossJoin(self, other: TrackedDataFrame) -> TrackedDataFrame:  # noqa: N802
+        return self.join(other, how="cross")
+
+    def union(self, other: TrackedDataFrame) -> TrackedDataFrame:
+        return self._union(other, by_name=False, allow_missing=False)
+
+    unionAll = union
+
+    def unionByName(  # noqa: N802
+        self, other: TrackedDataFrame, allowMissingColumns: bool = False  # noqa: N803
+    ) -> TrackedDataFrame:
+        return self._union(other, by_name=True, allow_missing=allowMissingColumns)
+
+    def _union(self, other: TrackedDataFrame, by_name: bool, allow_missing: bool) -> TrackedDataFrame:
+        other = self._run._check_tracked(other, "union")
+        taken = set(self._state.slots)
+        renames = {s: self._run._new_slot() for s in other._state.slots if s in taken}
+        right_state = other._state.renamed(renames)
+        slots = sorted(set(self._state.slots) | set(right_state.slots))
+        sides = []
+        for side, (tdf, ren) in enumerate([(self, {}), (other, renames)]):
+            df = tdf._df.withColumnsRenamed(ren) if ren else tdf._df
+            df = df.withColumn(ID, derived_id(f"union{side}", F.col(ID)))
+            for slot in slots:
+                if slot not in df.columns:
+                    df = df.withColumn(slot, F.lit(None).cast("long"))
+            user = [i for i, c in enumerate(df.columns) if not is_hidden(c)]
+            hidden = [ID, *slots]
+            positions = user + [df.columns.index(h) for h in hidden]
+            sides.append(_positional_select(df, positions, [df.columns[i] for i in user] + hidden))
+        if by_name:
+            out = sides[0].unionByName(sides[1], allowMissingColumns=allow_missing)
+        else:
+            out = sides[0].union(sides[1])
+        return self._derive(out, "union", [self, other], [self._state, right_state])
+
+
+class TrackedGroupedData:
+    """``TrackedDataFrame.groupBy(...)``: aggregations that record key-encoded lineage."""
+
+    def __init__(self, parent: TrackedDataFrame, keys: list[Any]) -> None:
+        self._parent = parent
+        self._keys = keys
+
+    def agg(self, *exprs: Any) -> TrackedDataFrame:
+        parent = self._parent
+        if len(exprs) == 1 and isinstance(exprs[0], dict):
+            exprs = tuple(F.expr(f"{fn}(`{c}`)").alias(f"{fn}({c})") for c, fn in exprs[0].items())
+        # Hidden columns stay in the aggregate's input (unreferenced), so the recorded
+        # group keys are expressions over the input as it is replayed at query time.
+        grouped = parent._df.groupBy(*self._keys).agg(*exprs)
+        out = _with_key_slot(parent._run, grouped, len(self._keys))
+        return parent._derive(out, "groupBy.agg")
+
+    def count(self) -> TrackedDataFrame:
+        return self.agg(F.count(F.lit(1)).alias("count"))
+
+    def _numeric(self, fn: str, cols: tuple[str, ...]) -> TrackedDataFrame:
+        if not cols:
+            numeric = ("int", "bigint", "smallint", "tinyint", "float", "double")
+            cols = tuple(
+                name for name, dtype in self._parent.df.dtypes
+                if dtype in numeric or dtype.startswith("decimal")
+            )
+        label = "avg" if fn == "mean" else fn
+        return self.agg(*[getattr(F, label)(c).alias(f"{label}({c})") for c in cols])
+
+    def sum(self, *cols: str) -> TrackedDataFrame:
+        return self._numeric("sum", cols)
+
+    def avg(self, *cols: str) -> TrackedDataFrame:
+        return self._numeric("avg", cols)
+
+    def mean(self, *cols: str) -> TrackedDataFrame:
+        return self._numeric("mean", cols)
+
+    def min(self, *cols: str) -> TrackedDataFrame:
+        return self._numeric("min", cols)
+
+    def max(self, *cols: str) -> TrackedDataFrame:
+        return self._numeric("max", cols)
+
+
+def _with_key_slot(run: Run, grouped: DataFrame, n_keys: int) -> DataFrame:
+    """Add the group's key hash as a new slot and as the row id."""
+    slot = run._new_slot()
+    keys = [F.col(f"`{c}`") for c in grouped.columns[:n_keys]]
+    return grouped.withColumn(slot, content_hash(keys, "key")).withColumn(ID, F.col(slot))
+
+
+def _dedupe_hidden(df: DataFrame) -> DataFrame:
+    """Keep the first of repeated hidden columns (a ``*`` plus the ones hippo appends)."""
+    names = df.columns
+    seen: set[str] = set()
+    keep: list[int] = []
+    for i, name in enumerate(names):
+        if is_hidden(name):
+            if name in seen:
+                continue
+            seen.add(name)
+        keep.append(i)
+    if len(keep) == len(names):
+        return df
+    return _positional_select(df, keep, [names[i] for i in keep])
+
+
+def cells_of(state: LineageState, positions: Iterable[int]) -> frozenset[Cell]:
+    """The cells behind some user columns of a state."""
+    out: set[Cell] = set()
+    for p in positions:
+        out |= state.contrib[p]
+    return frozenset(out)

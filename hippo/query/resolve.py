@@ -1,0 +1,282 @@
+"""Backward and forward lineage of one recorded run, computed by Spark.
+
+A sink row's slots say where its lineage continues. A source slot holds source row
+ids: the answer is those rows of the pinned source. A key slot holds group-key hashes
+of an aggregate: the step's input is rebuilt from the pinned sources (its recorded spec,
+replayed) and the rows whose key hashes match are the group, whose own slots continue
+the walk. Forward runs the same walk the other way. Nothing row-sized reaches the
+driver: every set of ids is a DataFrame.
+
+Cell-level answers: a source row can contribute different columns along different
+paths; its cells that contribute along no path are returned as null.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import reduce
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hippo.capture.ids import ID, content_hash, is_hidden
+from hippo.capture.replay import build_step
+from hippo.capture.sources import check_readable, read_pinned, read_source
+from hippo.capture.state import Cell, LineageState
+from hippo.errors import InvalidWhereError, UnknownColumnError
+from hippo.query.catalog import Endpoint
+from hippo.store import tables
+
+__all__ = ["Resolver", "apply_where"]
+
+KEY = "__hippo_key"
+_Path = tuple[int, DataFrame, "frozenset[str] | None"]  # (source op, ids, columns)
+
+
+def apply_where(df: DataFrame, where: str | Column, target: str) -> DataFrame:
+    """``df`` filtered by ``where``, or InvalidWhereError naming what is wrong."""
+    from pyspark.errors import AnalysisException, ParseException
+
+    user = [c for c in df.columns if not is_hidden(c)]
+    text = where if isinstance(where, str) else str(where)
+    if isinstance(where, str) and not where.strip():
+        raise InvalidWhereError(text, target, user, "it is empty")
+    try:
+        cond = F.expr(where) if isinstance(where, str) else where
+        out = df.filter(cond)
+        out.schema  # noqa: B018 -- forces analysis so a missing column fails here
+    except ParseException as err:
+        raise InvalidWhereError(text, target, user, "it does not parse: "
+                                + str(err).strip().splitlines()[0][:200]) from err
+    except AnalysisException as err:
+        raise InvalidWhereError(text, target, user,
+                                str(err).strip().splitlines()[0][:300]) from err
+    return out
+
+
+def _check_columns(columns: list[str] | None, known: list[str], target: str) -> None:
+    if columns is None:
+        return
+    if isinstance(columns, str):
+        columns = [columns]
+    for c in columns:
+        if c not in known:
+            raise UnknownColumnError(c, target, known)
+
+
+class Resolver:
+    """Lineage queries over one successful run of a store."""
+
+    def __init__(self, spark: SparkSession, root: str, run_id: str) -> None:
+        self.spark = spark
+        self.root = root
+        self.run_id = run_id
+        rows = (
+            tables.read_table(spark, root, tables.OPERATORS)
+            .filter(F.col("run_id") == run_id)
+            .collect()
+        )
+        self.ops = {r.op_id: r for r in rows}
+        self._frames: dict[int, DataFrame] = {}
+        self._checked: set[tuple[str, int]] = set()
+
+    # -- replay -------------------------------------------------------------------------
+    def state(self, op_id: int) -> LineageState:
+        return LineageState.from_json(json.loads(self.ops[op_id].state))
+
+    def detail(self, op_id: int) -> dict[str, Any]:
+        return json.loads(self.ops[op_id].detail)
+
+    def pinned(self, path: str, version: int) -> DataFrame:
+        if (path, version) not in self._checked:
+            check_readable(self.spark, path, version)
+            self._checked.add((path, version))
+        return read_pinned(self.spark, path, version)
+
+    def frame(self, op_id: int) -> DataFrame:
+        """The step's output as the run computed it, hidden columns included."""
+        if op_id not in self._frames:
+            op = self.ops[op_id]
+            if op.step == "source":
+                info = self.detail(op_id)["source"]
+                self.pinned(info["path"], info["version"])
+                df = read_source(self.spark, info)
+            else:
+                df = build_step(json.loads(op.spec), [self.frame(i) for i in op.inputs])
+            self._frames[op_id] = df
+        return self._frames[op_id]
+
+    def key_rows(self, origin: dict[str, Any]) -> DataFrame:
+        """The aggregate's input rows, each with the hash of its group key."""
+        df = self.frame(origin["input_op"])
+        names = df.columns
+        pos = df.toDF(*[f"__c{i}" for i in range(len(names))])
+        key = content_hash([F.expr(k) for k in origin["keys"]], "key")
+        return pos.withColumn(KEY, key).toDF(*names, KEY)
+
+    def written(self, sink: Endpoint) -> DataFrame:
+        """The sink as this run wrote it, with each row's value hash."""
+        df = self.pinned(sink.detail["path"], sink.detail["version"])
+        return df.withColumn("row_hash", content_hash([F.col(f"`{c}`") for c in df.columns], "row"))
+
+    def sink_rows(self, sink: Endpoint) -> DataFrame:
+        return tables.read_table(self.spark, self.root, tables.SINK_ROWS).filter(
+            (F.col("run_id") == self.run_id) & (F.col("sink") == sink.name))
+
+    # -- backward -----------------------------------------------------------------------
+    def backward(self, sink: Endpoint, where: str | Column, columns: list[str] | None,
+                 influencing: bool) -> dict[str, DataFrame]:
+        written = self.written(sink)
+        user = [c for c in written.columns if c != "row_hash"]
+        _check_columns(columns, user, f"sink `{sink.name}`")
+        chosen = apply_where(written, where, f"sink `{sink.name}`")
+        hashes = chosen.select("row_hash").distinct()
+        rows = self.sink_rows(sink).join(hashes, "row_hash", "left_semi")
+        state = self.state(sink.op_id)
+        positions = [p for p, c in enumerate(user) if columns is None or c in columns]
+        wanted = self._wanted(state, positions, columns is None, influencing)
+        paths: list[_Path] = []
+        for slot, refs in wanted.items():
+            ids = rows.select(F.col("slots")[slot].alias("id")).where(F.col("id").isNotNull())
+            self._back(state.slots[slot], ids, refs, influencing, paths)
+        return self._assemble(paths)
+
+    @staticmethod
+    def _wanted(state: LineageState, positions: list[int], all_columns: bool,
+                influencing: bool) -> dict[str, frozenset[Any] | None]:
+        if all_columns:
+            return {slot: None for slot in state.slots}
+        cells: set[Cell] = set()
+        for p in positions:
+            cells |= state.contrib[p]
+        if influencing:
+            cells |= state.influence
+        wanted: dict[str, set[Any]] = {}
+        for slot, ref in cells:
+            wanted.setdefault(slot, set()).add(ref)
+        return {s: frozenset(r) for s, r in wanted.items()}
+
+    def _back(self, origin: dict[str, Any], ids: DataFrame, refs: frozenset[Any] | None,
+              influencing: bool, paths: list[_Path]) -> None:
+        if origin["kind"] == "source":
+            paths.append((origin["op"], ids, refs))
+            return
+        inner = self.state(origin["input_op"])
+        group = self.key_rows(origin).join(
+            ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
+        positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
+        wanted = self._wanted(inner, positions, refs is None, influencing)
+        for slot, slot_refs in wanted.items():
+            slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
+            self._back(inner.slots[slot], slot_ids, slot_refs, influencing, paths)
+
+    def _assemble(self, paths: list[_Path]) -> dict[str, DataFrame]:
+        by_source: dict[int, list[_Path]] = {}
+        for path in paths:
+            if path[2] is None or path[2]:
+                by_source.setdefault(path[0], []).append(path)
+        out: dict[str, DataFrame] = {}
+        for op_id, items in by_source.items():
+            name = self.detail(op_id)["source"]["name"]
+            src = self.frame(op_id)
+            cols = [c for c in src.columns if not is_hidden(c)]
+            col_sets = {p[2] for p in items}
+            if len(col_sets) == 1:
+                only = next(iter(col_sets))
+                keep = cols if only is None else [c for c in cols if c in only]
+                ids = reduce(DataFrame.union, [p[1] for p in items]).distinct()
+                result = src.join(ids.withColumnRenamed("id", ID), ID, "left_semi").select(
+                    *[F.col(f"`{c}`") for c in keep], F.col(ID).alias("hippo_row_id"))
+            else:
+                result = self._nulled(src, cols, items)
+            if not result.isEmpty():
+                out[name] = result
+        return out
+
+    @staticmethod
+    def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
+        every = set().union(*[set(cols) if p[2] is None else p[2] for p in items])
+        keep = [c for c in cols if c in every]
+        flagged = [
+            p[1].select("id", *[F.lit(p[2] is None or c in p[2]).alias(f"__f{j}")
+                                for j, c in enumerate(keep)])
+            for p in items
+        ]
+        flags = reduce(DataFrame.union, flagged).groupBy("id").agg(
+            *[F.max(f"__f{j}").alias(f"__f{j}") for j in range(len(keep))])
+        joined = src.join(flags.withColumnRenamed("id", ID), ID, "inner")
+        return joined.select(
+            *[F.when(F.col(f"__f{j}"), F.col(f"`{c}`")).alias(c) for j, c in enumerate(keep)],
+            F.col(ID).alias("hippo_row_id"))
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, source: Endpoint, sinks: list[Endpoint], where: str | Column,
+                columns: list[str] | None) -> dict[str, DataFrame]:
+        src = self.frame(source.op_id)
+        user = [c for c in src.columns if not is_hidden(c)]
+        _check_columns(columns, user, f"source `{source.name}`")
+        chosen = apply_where(src, where, f"source `{source.name}`").select(F.col(ID).alias("id"))
+        wanted_cols = None if columns is None else frozenset(columns)
+        out: dict[str, DataFrame] = {}
+        for sink in sinks:
+            state = self.state(sink.op_id)
+            reached = []
+            for slot, origin in state.slots.items():
+                refs = None if wanted_cols is None else self._slot_refs(state, slot, None)
+                ids = self._reach(origin, refs, source.op_id, chosen, wanted_cols)
+                if ids is not None:
+                    reached.append((slot, ids))
+            if not reached:
+                continue
+            hit = self._flag_any(self.sink_rows(sink), reached,
+                                 lambda slot: F.col("slots")[slot])
+            written = self.written(sink).dropDuplicates(["row_hash"])
+            names = [c for c in written.columns if c != "row_hash"]
+            result = written.join(hit.select("row_hash", "hippo_row_id"), "row_hash").select(
+                *[F.col(f"`{c}`") for c in names], "hippo_row_id")
+            if not result.isEmpty():
+                out[sink.name] = result
+        return out
+
+    @staticmethod
+    def _slot_refs(state: LineageState, slot: str,
+                   positions: frozenset[Any] | None) -> frozenset[Any]:
+        cells: set[Cell] = set(state.influence)
+        for p, contrib in enumerate(state.contrib):
+            if positions is None or p in positions:
+                cells |= contrib
+        return frozenset(r for s, r in cells if s == slot)
+
+    def _reach(self, origin: dict[str, Any], refs: frozenset[Any] | None, source_op: int,
+               chosen: DataFrame, columns: frozenset[str] | None) -> DataFrame | None:
+        if origin["kind"] == "source":
+            if origin["op"] != source_op:
+                return None
+            if columns is not None and not (refs or frozenset()) & columns:
+                return None
+            return chosen
+        inner = self.state(origin["input_op"])
+        reached = []
+        for slot, inner_origin in inner.slots.items():
+            inner_refs = None if refs is None else self._slot_refs(inner, slot, refs)
+            ids = self._reach(inner_origin, inner_refs, source_op, chosen, columns)
+            if ids is not None:
+                reached.append((slot, ids))
+        if not reached:
+            return None
+        hit = self._flag_any(self.key_rows(origin), reached, F.col)
+        return hit.select(F.col(KEY).alias("id")).distinct()
+
+    @staticmethod
+    def _flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame]], slot_col) -> DataFrame:
+        """The rows (multiplicity kept) any of whose slots holds a reached id."""
+        flagged = rows
+        flags = []
+        for j, (slot, ids) in enumerate(reached):
+            flag = f"__hit{j}"
+            flags.append(flag)
+            marks = ids.distinct().select(F.col("id").alias(f"__id{j}"), F.lit(True).alias(flag))
+            flagged = flagged.join(marks, slot_col(slot) == F.col(f"__id{j}"), "left").drop(f"__id{j}")
+        cond = reduce(lambda a, b: a | b, [F.coalesce(F.col(f), F.lit(False)) for f in flags])
+        return flagged.filter(cond).drop(*flags)

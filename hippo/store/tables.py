@@ -1,0 +1,80 @@
+"""The store's Delta tables: where they live, their schemas, appends and reads.
+
+A store is a folder of plain Delta tables that any Delta reader can open:
+
+* ``runs``: one row per finished run (status ``succeeded`` or ``failed``);
+* ``operators``: one row per step of a run: lineage type, column mapping, encoding,
+  replay spec, the carried lineage state, code location, and source/sink details;
+* ``sink_rows``: per written output row, its id, a hash of its values (to find it in
+  the sink as written) and its slot ids (where its lineage continues);
+* ``snapshots/<run_id>/<source>``: DataFrame sources, copied so their lineage stays
+  answerable.
+
+The ``runs`` row is written last, so a run whose lineage is only partly written is
+never visible as a successful run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+__all__ = [
+    "RUNS",
+    "OPERATORS",
+    "SINK_ROWS",
+    "SCHEMAS",
+    "table_path",
+    "snapshot_path",
+    "append_rows",
+    "read_table",
+]
+
+RUNS = "runs"
+OPERATORS = "operators"
+SINK_ROWS = "sink_rows"
+
+SCHEMAS = {
+    RUNS: (
+        "run_id string, name string, params string, status string, started_at timestamp, "
+        "ended_at timestamp, code_version string, spark_version string, "
+        "hippo_version string, error string"
+    ),
+    OPERATORS: (
+        "run_id string, op_id int, step string, inputs array<int>, kinds array<string>, "
+        "lineage string, spec string, state string, columns array<string>, "
+        "deterministic boolean, code_location string, detail string"
+    ),
+    SINK_ROWS: (
+        "run_id string, sink string, hippo_row_id bigint, row_hash bigint, "
+        "slots map<string,bigint>"
+    ),
+}
+
+
+def table_path(root: str, table: str) -> str:
+    return str(Path(root) / table) if "://" not in root else f"{root.rstrip('/')}/{table}"
+
+
+def snapshot_path(root: str, run_id: str, source: str) -> str:
+    return table_path(root, f"snapshots/{run_id}/{source}")
+
+
+def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str, Any]]) -> None:
+    """Append metadata rows (a handful per run) in one Delta transaction."""
+    if not rows:
+        return
+    df = spark.createDataFrame(rows, SCHEMAS[table])
+    df.write.format("delta").mode("append").save(table_path(root, table))
+
+
+def read_table(spark: SparkSession, root: str, table: str) -> DataFrame:
+    """The table, or an empty DataFrame of its schema if nothing was written yet."""
+    from delta.tables import DeltaTable
+
+    path = table_path(root, table)
+    if DeltaTable.isDeltaTable(spark, path):
+        return spark.read.format("delta").load(path)
+    return spark.createDataFrame([], SCHEMAS[table])
