@@ -1,0 +1,57 @@
+"""Session settings: precedence of arguments, SPARK_MASTER and conf/ files."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import SparkSession
+
+import hippo
+from hippo.errors import ConfigError
+from hippo.session import load_settings, spark_conf
+
+
+def test_master_comes_from_argument_then_environment_then_conf(monkeypatch, tmp_path):
+    (tmp_path / "spark-defaults.conf").write_text("spark.master local[3]\nspark.x 1\n")
+    monkeypatch.setenv("HIPPO_CONF_DIR", str(tmp_path))
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
+    assert spark_conf()["spark.master"] == "local[3]"
+    monkeypatch.setenv("SPARK_MASTER", "local[1]")
+    assert spark_conf()["spark.master"] == "local[1]"
+    assert spark_conf(master="local[2]")["spark.master"] == "local[2]"
+    assert spark_conf(conf={"spark.x": "2"})["spark.x"] == "2"
+
+
+def test_delta_is_configured_even_without_conf_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("HIPPO_CONF_DIR", str(tmp_path / "nothing-here"))
+    conf = spark_conf()
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.jars.packages"].startswith("io.delta:delta-spark_4.1_2.13:")
+
+
+def test_configure_spark_adjusts_the_users_builder_and_leaves_the_master_alone(monkeypatch):
+    monkeypatch.delenv("HIPPO_CONF_DIR", raising=False)
+    builder = SparkSession.builder.master("local[1]")
+    assert hippo.configure_spark(builder) is builder
+    options = builder._options
+    assert options["spark.master"] == "local[1]"
+    assert options["spark.sql.catalog.spark_catalog"].endswith("DeltaCatalog")
+
+
+def test_a_malformed_conf_line_names_the_file_and_line(monkeypatch, tmp_path):
+    (tmp_path / "spark-defaults.conf").write_text("# ok\nspark.only_a_key\n")
+    monkeypatch.setenv("HIPPO_CONF_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"spark-defaults.conf` line 2"):
+        spark_conf()
+
+
+def test_hippo_settings_precedence_and_unknown_keys(monkeypatch, tmp_path):
+    (tmp_path / "hippo.toml").write_text("strict = false\n")
+    monkeypatch.setenv("HIPPO_CONF_DIR", str(tmp_path))
+    monkeypatch.delenv("HIPPO_STRICT", raising=False)
+    assert load_settings().strict is False
+    monkeypatch.setenv("HIPPO_STRICT", "true")
+    assert load_settings().strict is True
+    assert load_settings(strict=False).strict is False
+    (tmp_path / "hippo.toml").write_text("stirct = false\n")
+    with pytest.raises(ConfigError, match=r"unknown hippo setting\(s\) `stirct`.*`strict`"):
+        load_settings()

@@ -1,0 +1,137 @@
+"""Runs, store tables and bad input: what a user sees around the queries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+import hippo
+from hippo.errors import (
+    HippoError,
+    InvalidWhereError,
+    RunStateError,
+    UnknownColumnError,
+    UnknownRunError,
+    UnknownSinkError,
+    UnknownSourceError,
+)
+
+
+@pytest.fixture
+def flights(spark, tmp_path):
+    path = str(tmp_path / "flights")
+    spark.createDataFrame(
+        [(1, "AA", 10.0), (2, "AA", 20.0), (3, "UA", 5.0), (4, "DL", None)],
+        "flight int, carrier string, delay double",
+    ).write.format("delta").save(path)
+    return path
+
+
+def _record(store, flights, out, name="delays"):
+    with store.run(name, params={"min": 1}) as run:
+        src = run.source("flights", flights)
+        agg = src.filter("delay IS NOT NULL").groupBy("carrier").agg(F.sum("delay").alias("total"))
+        run.sink("by_carrier", agg, out)
+    return run
+
+
+def test_a_successful_run_is_listed_with_its_params_and_versions(store, flights, tmp_path):
+    run = _record(store, flights, str(tmp_path / "out"))
+    rows = store.runs().collect()
+    assert [(r.run_id, r.name, r.status) for r in rows] == [(run.run_id, "delays", "succeeded")]
+    assert json.loads(rows[0].params) == {"min": 1}
+    assert rows[0].spark_version.startswith("4.1")
+    assert rows[0].ended_at >= rows[0].started_at
+
+
+def test_operators_record_lineage_type_columns_and_code_location(spark, store, flights, tmp_path):
+    run = _record(store, flights, str(tmp_path / "out"))
+    ops = {r.step: r for r in spark.read.format("delta").load(f"{store.path}/operators")
+           .filter(F.col("run_id") == run.run_id).collect()}
+    agg = json.loads(ops["groupBy.agg"].lineage)
+    assert agg["kind"] == "many_to_one"
+    assert agg["encoding"] == {"kind": "key", "keys": ["carrier"]}
+    assert ops["groupBy.agg"].kinds == ["Project", "Project", "Aggregate"]
+    flt = json.loads(ops["filter"].lineage)
+    assert flt["kind"] == "one_to_one"
+    assert {r["column"] for r in flt["columns"]["influencing"]} == {"delay"}
+    assert ops["filter"].code_location.endswith("test_store.py:" + str(
+        _record.__code__.co_firstlineno + 3))
+    source = json.loads(ops["source"].detail)["source"]
+    assert source["path"] == flights and source["version"] == 0
+
+
+def test_a_run_that_raises_is_failed_and_its_lineage_is_invisible(store, flights, tmp_path):
+    with pytest.raises(ZeroDivisionError):
+        with store.run("broken") as run:
+            src = run.source("flights", flights)
+            run.sink("half", src, str(tmp_path / "half"))
+            1 / 0
+    status = {r.name: (r.status, r.error) for r in store.runs().collect()}
+    assert status["broken"][0] == "failed" and "ZeroDivisionError" in status["broken"][1]
+    with pytest.raises(UnknownSinkError, match=r"unknown sink `half`; sinks recorded: \(none\)"):
+        store.backward("half", where="flight = 1")
+
+
+def test_a_run_cannot_be_used_after_its_block(store, flights, tmp_path):
+    run = _record(store, flights, str(tmp_path / "out"))
+    with pytest.raises(RunStateError, match=run.run_id):
+        run.source("again", flights)
+
+
+def test_unknown_sink_source_run_and_column_name_what_exists(store, flights, tmp_path):
+    run = _record(store, flights, str(tmp_path / "out"))
+    with pytest.raises(UnknownSinkError, match=r"`by_carier`.*`by_carrier`"):
+        store.backward("by_carier", where="carrier = 'AA'")
+    with pytest.raises(UnknownSourceError, match=r"`flight`.*`flights`"):
+        store.forward("flight", where="flight = 1")
+    with pytest.raises(UnknownRunError, match=rf"`nope`.*`{run.run_id}`"):
+        store.backward("by_carrier", where="carrier = 'AA'", run_id="nope")
+    with pytest.raises(UnknownColumnError, match=r"`totl`.*`carrier`, `total`"):
+        store.backward("by_carrier", where="carrier = 'AA'", columns=["totl"])
+    with pytest.raises(UnknownColumnError, match=r"`dealy`.*`carrier`, `delay`, `flight`"):
+        store.forward("flights", where="flight = 1", columns=["dealy"])
+
+
+def test_a_bad_where_says_why_and_lists_columns(store, flights, tmp_path):
+    _record(store, flights, str(tmp_path / "out"))
+    with pytest.raises(InvalidWhereError, match=r"carrier = = 'AA'.*does not parse.*`total`"):
+        store.backward("by_carrier", where="carrier = = 'AA'")
+    with pytest.raises(InvalidWhereError, match=r"`airline = 'AA'`.*`carrier`, `total`"):
+        store.backward("by_carrier", where="airline = 'AA'")
+    with pytest.raises(InvalidWhereError, match="empty"):
+        store.forward("flights", where=" ")
+    assert issubclass(InvalidWhereError, HippoError)
+
+
+def test_where_accepts_a_column(store, flights, tmp_path):
+    _record(store, flights, str(tmp_path / "out"))
+    got = store.backward("by_carrier", where=F.col("carrier") == "AA")["flights"]
+    assert sorted(r.flight for r in got.collect()) == [1, 2]
+
+
+def test_queries_use_the_latest_successful_run_unless_a_run_is_named(spark, store, flights,
+                                                                     tmp_path):
+    first = _record(store, flights, str(tmp_path / "out1"))
+    spark.createDataFrame([(5, "AA", 1.0)], "flight int, carrier string, delay double") \
+        .write.format("delta").mode("append").save(flights)
+    _record(store, flights, str(tmp_path / "out2"))
+    latest = store.backward("by_carrier", where="carrier = 'AA'")["flights"]
+    assert sorted(r.flight for r in latest.collect()) == [1, 2, 5]
+    old = store.backward("by_carrier", where="carrier = 'AA'", run_id=first.run_id)["flights"]
+    assert sorted(r.flight for r in old.collect()) == [1, 2]
+
+
+def test_sources_and_sinks_are_checked_when_recorded(store, flights, tmp_path):
+    with pytest.raises(HippoError, match="is not a Delta table"):
+        with store.run("bad") as run:
+            run.source("nothing", str(tmp_path / "missing"))
+    with pytest.raises(HippoError, match="TrackedDataFrame"):
+        with store.run("bad2") as run:
+            src = run.source("flights", flights)
+            run.sink("plain", src.df, str(tmp_path / "plain"))
+    with pytest.raises(hippo.UnsupportedStepError, match="`fillna` is not tracked yet"):
+        with store.run("bad3") as run:
+            run.source("flights", flights).fillna(0)
