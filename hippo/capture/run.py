@@ -24,7 +24,7 @@ from hippo.capture.ids import ID, SLOT_PREFIX, content_hash, is_hidden
 from hippo.capture.kinds import source_lineage_type, step_lineage_type
 from hippo.capture.plan import analyze_step
 from hippo.capture.replay import build_step
-from hippo.capture.sources import latest_version, read_source
+from hippo.capture.sources import describe, latest_version, read_source
 from hippo.capture.state import Cell, LineageState
 from hippo.capture.tracked import TrackedDataFrame
 from hippo.errors import HippoError, RunStateError, UnsupportedStepError
@@ -98,12 +98,14 @@ class Run:
             raise HippoError(f"source `{name}`: pass a Delta path or a plain DataFrame, "
                              "not a TrackedDataFrame")
         if isinstance(data, str):
-            info = {"name": name, "path": data, "version": latest_version(self.spark, data),
+            version, ids = describe(self.spark, data)
+            info = {"name": name, "path": data, "version": version, "ids": ids,
                     "snapshot": False}
         elif isinstance(data, DataFrame):
             path = tables.snapshot_path(self.store.path, self.run_id, name)
             data.write.format("delta").mode("errorifexists").save(path)
-            info = {"name": name, "path": path, "version": 0, "snapshot": True}
+            info = {"name": name, "path": path, "version": 0, "ids": "content",
+                    "snapshot": True}
         else:
             raise HippoError(f"source `{name}`: expected a Delta table path or a DataFrame, "
                              f"got {type(data).__name__}")

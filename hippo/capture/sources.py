@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from hippo.capture.ids import ID, content_hash, is_hidden
 from hippo.errors import HippoError, VersionUnavailableError
 
-__all__ = ["latest_version", "read_pinned", "read_source", "check_readable"]
+__all__ = ["latest_version", "describe", "read_pinned", "read_source", "check_readable"]
 
 
 def latest_version(spark: SparkSession, path: str) -> int:
@@ -24,8 +24,23 @@ def latest_version(spark: SparkSession, path: str) -> int:
 
     if not DeltaTable.isDeltaTable(spark, path):
         raise HippoError(f"`{path}` is not a Delta table (no _delta_log there)")
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    return int(row[0])
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+
+
+def describe(spark: SparkSession, path: str) -> tuple[int, str]:
+    """The table's current version and how its rows get ids.
+
+    ``row_tracking`` when the table has Delta row tracking enabled (its stable row ids
+    are read from ``_metadata.row_id``, at no cost), else ``content`` (a hash of the
+    row's values). hippo never enables row tracking itself: that upgrades the table's
+    protocol, which is the owner's decision.
+    """
+    from delta.tables import DeltaTable
+
+    version = latest_version(spark, path)
+    props = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    tracked = str(props.get("delta.enableRowTracking", "false")).lower() == "true"
+    return version, "row_tracking" if tracked else "content"
 
 
 def read_pinned(spark: SparkSession, path: str, version: int) -> DataFrame:
@@ -61,7 +76,10 @@ def read_source(spark: SparkSession, info: dict[str, Any]) -> DataFrame:
             f"source `{info['name']}` has column(s) {', '.join(f'`{c}`' for c in clash)} "
             "whose names hippo reserves (prefixes `__hippo_`, `__hs_`); rename them"
         )
-    ids = content_hash([F.col(f"`{c}`") for c in df.columns], "row")
+    if info.get("ids") == "row_tracking":
+        ids = F.col("_metadata.row_id")
+    else:
+        ids = content_hash([F.col(f"`{c}`") for c in df.columns], "row")
     return df.withColumn(ID, ids).withColumn(info["slot"], F.col(ID))
 
 

@@ -67,3 +67,17 @@ def test_a_dataframe_source_is_snapshotted_so_its_lineage_survives(spark, store,
     back = store.backward("kept", where="id = 3")["mem"]
     assert [(r.id, r.grp, r.x) for r in back.collect()] == [(3, "b", 3.0)]
     assert DeltaTable.isDeltaTable(spark, f"{store.path}/snapshots/{run.run_id}/mem")
+
+
+def test_a_row_tracked_table_uses_deltas_own_row_ids(spark, store, tmp_path):
+    path = str(tmp_path / "tracked")
+    spark.createDataFrame(ROWS, SCHEMA).write.format("delta") \
+        .option("delta.enableRowTracking", "true").save(path)
+    expected = {r.id: r.row_id for r in
+                spark.read.format("delta").load(path).select("id", "_metadata.row_id").collect()}
+    DeltaTable.forPath(spark, path).delete("id = 1")
+    _record(store, path, str(tmp_path / "out"))
+    back = store.backward("totals", where="grp = 'b'")["src"].collect()
+    assert {r.id: r.hippo_row_id for r in back} == {3: expected[3], 4: expected[4]}
+    fwd = store.forward("src", where="id = 2")["totals"].collect()
+    assert [(r.grp, r.n) for r in fwd] == [("a", 1)]
