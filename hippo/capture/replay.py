@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-__all__ = ["build_step"]
+__all__ = ["build_step", "build_pairs"]
 
 
 def _positional(df: DataFrame, prefix: str = "__c") -> DataFrame:
@@ -50,6 +50,27 @@ def build_step(spec: dict[str, Any], inputs: list[DataFrame]) -> DataFrame:
         child = _positional(build_step(spec["child"], inputs))
         out = _unary(op, spec, child)
     return out.toDF(*spec["names"])
+
+
+def build_pairs(spec: dict[str, Any], inputs: list[DataFrame]) -> DataFrame:
+    """For a step containing a semi join: every (left row, right row) pair it matched.
+
+    The join node is rebuilt as an inner join, so the result has the left side's columns
+    then the right side's (both with their hidden columns).
+    """
+    node = spec
+    while node.get("op") != "join":
+        if "child" not in node:
+            raise ValueError("the step has no join to pair rows of")
+        node = node["child"]
+    left_df = build_step(node["left"], inputs)
+    right_df = build_step(node["right"], inputs)
+    names = left_df.columns + right_df.columns
+    left = _positional(left_df, "__l")
+    right = _positional(right_df, "__r")
+    cond = F.expr(node["cond"]) if node["cond"] else None
+    out = left.crossJoin(right) if cond is None else left.join(right, cond, "inner")
+    return out.toDF(*names)
 
 
 def _unary(op: str, spec: dict[str, Any], child: DataFrame) -> DataFrame:

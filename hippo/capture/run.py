@@ -192,6 +192,7 @@ class Run:
         states: list[LineageState],
         key_sql: list[str] | None = None,
         replay_exact: bool = True,
+        match: dict[str, Any] | None = None,
     ) -> TrackedDataFrame:
         self._check_open()
         in_dfs = [t._df for t in inputs]
@@ -221,7 +222,8 @@ class Run:
             return out
 
         new_slots = [c for c in out_cols if c.startswith(SLOT_PREFIX)
-                     and not any(c in s.slots for s in states)]
+                     and not any(c in s.slots for s in states)
+                     and not (match and c == match["slot"])]
         exact = all(s.replay_exact for s in states) and replay_exact and analysis.deterministic
         op_id = len(self._ops)
         key_columns = None
@@ -256,6 +258,12 @@ class Run:
             contrib = tuple(frozenset(cells(analysis.contributing[p]))
                             for p, c in enumerate(out_cols) if not is_hidden(c))
             order = frozenset(cells(analysis.order))
+            if match is not None:
+                slots[match["slot"]] = {
+                    "kind": "match", "op": op_id, "left_op": inputs[0].op_id,
+                    "right_op": inputs[1].op_id, "renames": match["renames"]}
+                influence |= {(match["slot"], user_index[1][p]) for i, p in
+                              analysis.influencing if i == 1 and p in user_index[1]}
             state = LineageState(slots, contrib, frozenset(influence), order, exact)
             state = state.restricted({c for c in out_cols if c.startswith(SLOT_PREFIX)})
         lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, key_columns)

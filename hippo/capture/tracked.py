@@ -199,14 +199,23 @@ class TrackedDataFrame:
         right = other._df.withColumnsRenamed({**renames, ID: "__hippo_r"})
         left = self._df.withColumnRenamed(ID, "__hippo_l")
         joined = left.join(right, on=on, how=how)
+        match = None
         if "__hippo_r" in joined.columns:
             joined = joined.withColumn(
                 ID, derived_id("join", F.col("__hippo_l"), F.col("__hippo_r"))
             ).drop("__hippo_l", "__hippo_r")
-        else:  # semi and anti joins keep the left row as it is
+        elif (how or "").lower().replace("_", "") in ("leftsemi", "semi"):
+            # The right rows a kept row matched are found again at query time by
+            # re-pairing the two inputs (nothing stored): a "match" slot keyed by the
+            # left row's id.
+            match = {"slot": self._run._new_slot(), "renames": renames}
+            joined = joined.withColumnRenamed("__hippo_l", ID).withColumn(
+                match["slot"], F.col(ID))
+        else:  # anti joins keep the left row; no right row contributed to it
             joined = joined.withColumnRenamed("__hippo_l", ID)
         return self._derive(
-            joined, "join", [self, other], [self._state, other._state.renamed(renames)]
+            joined, "join", [self, other], [self._state, other._state.renamed(renames)],
+            match=match,
         )
 
     def crossJoin(self, other: TrackedDataFrame) -> TrackedDataFrame:  # noqa: N802

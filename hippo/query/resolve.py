@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.capture.ids import ID, content_hash, is_hidden
-from hippo.capture.replay import build_step
+from hippo.capture.replay import build_pairs, build_step
 from hippo.capture.sources import check_readable, read_pinned, read_source
 from hippo.capture.state import Cell, LineageState
 from hippo.errors import InvalidWhereError, UnknownColumnError
@@ -63,6 +63,17 @@ def _check_columns(columns: list[str] | None, known: list[str], target: str) -> 
     for c in columns:
         if c not in known:
             raise UnknownColumnError(c, target, known)
+
+
+def _keep_if_any(out: dict[str, DataFrame], name: str, result: DataFrame) -> None:
+    """Compute an answer once (kept on the executors) and keep it if it has rows.
+
+    Checking emptiness and then letting the user count would run the whole lineage
+    query twice; a local checkpoint runs it once.
+    """
+    result = result.localCheckpoint(eager=True)
+    if not result.isEmpty():
+        out[name] = result
 
 
 class Resolver:
@@ -115,6 +126,17 @@ class Resolver:
         key = content_hash([F.expr(k) for k in origin["keys"]], "key")
         return pos.withColumn(KEY, key).toDF(*names, KEY)
 
+    def group(self, origin: dict[str, Any]) -> tuple[DataFrame, LineageState]:
+        """Rows an aggregate or semi-join slot refers to (id column ``KEY``), and their
+        lineage state: the aggregate's input rows keyed by group hash, or the right rows
+        a semi join matched, keyed by the left row's id."""
+        if origin["kind"] == "key":
+            return self.key_rows(origin), self.state(origin["input_op"])
+        op = self.ops[origin["op"]]
+        pairs = build_pairs(json.loads(op.spec), [self.frame(i) for i in op.inputs])
+        state = self.state(origin["right_op"]).renamed(origin["renames"])
+        return pairs.withColumnRenamed("__hippo_l", KEY), state
+
     def written(self, sink: Endpoint) -> DataFrame:
         """The sink as this run wrote it, with each row's value hash."""
         df = self.pinned(sink.detail["path"], sink.detail["version"])
@@ -162,9 +184,8 @@ class Resolver:
         if origin["kind"] == "source":
             paths.append((origin["op"], ids, refs))
             return
-        inner = self.state(origin["input_op"])
-        group = self.key_rows(origin).join(
-            ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
+        rows, inner = self.group(origin)
+        group = rows.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
         positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
         wanted = self._wanted(inner, positions, refs is None, influencing)
         for slot, slot_refs in wanted.items():
@@ -190,8 +211,7 @@ class Resolver:
                     *[F.col(f"`{c}`") for c in keep], F.col(ID).alias("hippo_row_id"))
             else:
                 result = self._nulled(src, cols, items)
-            if not result.isEmpty():
-                out[name] = result
+            _keep_if_any(out, name, result)
         return out
 
     @staticmethod
@@ -235,8 +255,7 @@ class Resolver:
             names = [c for c in written.columns if c != "row_hash"]
             result = written.join(hit.select("row_hash", "hippo_row_id"), "row_hash").select(
                 *[F.col(f"`{c}`") for c in names], "hippo_row_id")
-            if not result.isEmpty():
-                out[sink.name] = result
+            _keep_if_any(out, sink.name, result)
         return out
 
     @staticmethod
@@ -256,7 +275,7 @@ class Resolver:
             if columns is not None and not (refs or frozenset()) & columns:
                 return None
             return chosen
-        inner = self.state(origin["input_op"])
+        rows, inner = self.group(origin)
         reached = []
         for slot, inner_origin in inner.slots.items():
             inner_refs = None if refs is None else self._slot_refs(inner, slot, refs)
@@ -265,7 +284,7 @@ class Resolver:
                 reached.append((slot, ids))
         if not reached:
             return None
-        hit = self._flag_any(self.key_rows(origin), reached, F.col)
+        hit = self._flag_any(rows, reached, F.col)
         return hit.select(F.col(KEY).alias("id")).distinct()
 
     @staticmethod
