@@ -20,7 +20,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, SLOT_PREFIX, content_hash, is_hidden
+from hippo.capture.ids import ID, SLOT_PREFIX, content_hash, derived_id, is_hidden
 from hippo.capture.kinds import source_lineage_type, step_lineage_type
 from hippo.capture.plan import analyze_step
 from hippo.capture.replay import build_step
@@ -149,18 +149,17 @@ class Run:
             cached.select(*[F.col(f"`{c}`") for c in user]).write.format("delta").mode(
                 mode).save(path)
             version = latest_version(self.spark, path)
-            pairs = [x for s in slots for x in (F.lit(s), F.col(s))]
             cached.select(
                 F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"),
                 F.col(ID).alias("hippo_row_id"), F.col(ROW_HASH).alias("row_hash"),
-                (F.create_map(*pairs) if pairs else F.create_map().cast("map<string,bigint>"))
-                .alias("slots"),
+                F.array(*[F.col(s) for s in slots]).cast("array<bigint>").alias("slots"),
             ).write.format("delta").mode("append").save(
                 tables.table_path(self.store.path, tables.SINK_ROWS))
         finally:
             cached.unpersist()
         op_id = len(self._ops)
-        detail = {"sink": {"name": name, "path": path, "version": version, "mode": mode}}
+        detail = {"sink": {"name": name, "path": path, "version": version, "mode": mode,
+                           "slots": slots}}
         self._append_op(op_id, "sink", [data.op_id], [], source_lineage_type(user), {},
                         data._state, user, True, detail)
         self._sinks[name] = op_id
@@ -198,6 +197,12 @@ class Run:
         in_dfs = [t._df for t in inputs]
         try:
             analysis = analyze_step(new, in_dfs)
+            if "Generate" in analysis.kinds:
+                # Rows exploded from one parent share its id; tell them apart by their
+                # values (rows equal in every value are one record for lineage).
+                values = [F.col(f"`{c}`") for c in new.columns if not is_hidden(c)]
+                new = new.withColumn(ID, derived_id("generate", F.col(ID), *values))
+                analysis = analyze_step(new, in_dfs)
             rebuilt = build_step(analysis.spec, in_dfs)
             if rebuilt.schema.simpleString() != new.schema.simpleString():
                 raise UnsupportedStepError(

@@ -65,6 +65,10 @@ def _check_columns(columns: list[str] | None, known: list[str], target: str) -> 
             raise UnknownColumnError(c, target, known)
 
 
+def _slot_of(sink: Endpoint, slot: str) -> Column:
+    return F.col("slots")[sink.detail["slots"].index(slot)]
+
+
 def _keep_if_any(out: dict[str, DataFrame], name: str, result: DataFrame) -> None:
     """Compute an answer once (kept on the executors) and keep it if it has rows.
 
@@ -160,7 +164,7 @@ class Resolver:
         wanted = self._wanted(state, positions, columns is None, influencing)
         paths: list[_Path] = []
         for slot, refs in wanted.items():
-            ids = rows.select(F.col("slots")[slot].alias("id")).where(F.col("id").isNotNull())
+            ids = rows.select(_slot_of(sink, slot).alias("id")).where(F.col("id").isNotNull())
             self._back(state.slots[slot], ids, refs, influencing, paths)
         return self._assemble(paths)
 
@@ -250,7 +254,7 @@ class Resolver:
             if not reached:
                 continue
             hit = self._flag_any(self.sink_rows(sink), reached,
-                                 lambda slot: F.col("slots")[slot])
+                                 lambda slot, sink=sink: _slot_of(sink, slot))
             written = self.written(sink).dropDuplicates(["row_hash"])
             names = [c for c in written.columns if c != "row_hash"]
             result = written.join(hit.select("row_hash", "hippo_row_id"), "row_hash").select(

@@ -6,7 +6,8 @@ A store is a folder of plain Delta tables that any Delta reader can open:
 * ``operators``: one row per step of a run: lineage type, column mapping, encoding,
   replay spec, the carried lineage state, code location, and source/sink details;
 * ``sink_rows``: per written output row, its id, a hash of its values (to find it in
-  the sink as written) and its slot ids (where its lineage continues);
+  the sink as written) and its slot ids (where its lineage continues; the slot names
+  are in the sink's ``operators`` row, ``detail.sink.slots``);
 * ``snapshots/<run_id>/<source>``: DataFrame sources, copied so their lineage stays
   answerable.
 
@@ -49,7 +50,7 @@ SCHEMAS = {
     ),
     SINK_ROWS: (
         "run_id string, sink string, hippo_row_id bigint, row_hash bigint, "
-        "slots map<string,bigint>"
+        "slots array<bigint>"
     ),
 }
 
