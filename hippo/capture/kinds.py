@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lineage_types import (
     ColumnMapping,
     ColumnRef,
@@ -18,7 +20,6 @@ from hippo.capture.plan import StepAnalysis
 
 __all__ = ["step_lineage_type", "source_lineage_type"]
 
-_FAN_IN = {"Aggregate", "Distinct"}
 _FAN_OUT = {"Generate", "Join"}
 
 
@@ -26,7 +27,7 @@ def step_lineage_type(
     analysis: StepAnalysis,
     input_columns: list[list[str]],
     output_columns: list[str],
-    is_hidden: callable,
+    is_hidden: Callable[[str], bool],
     key_columns: list[str] | None,
 ) -> LineageType:
     """The step's kind, user-column mapping and encoding (hidden columns left out)."""
