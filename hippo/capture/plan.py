@@ -75,6 +75,7 @@ class _Walker:
         self.deterministic = True
         self.group_keys: list[str] = []
         self.order: set[Ref] = set()
+        self._loose: int | None = None
 
     # -- expressions ------------------------------------------------------------------
     def _to_seq(self, items: list[JavaObject]) -> JavaObject:
@@ -120,6 +121,8 @@ class _Walker:
         for i, plan in enumerate(self._inputs):
             if node.fastEquals(plan):
                 return i
+        if self._loose is not None and node.sameResult(self._inputs[self._loose]):
+            return self._loose
         return None
 
     def _contains_input(self, node: JavaObject) -> bool:
@@ -127,12 +130,20 @@ class _Walker:
             return True
         return any(self._contains_input(c) for c in _seq(node.children()))
 
-    def _forced(self, node: JavaObject, i: int, n: int) -> int | None:
-        # Self-joins and self-unions get fresh attribute ids on one side during analysis,
-        # so that side no longer equals its input plan: it stands for input ``i``.
-        if n != len(self._inputs) or self._contains_input(node):
-            return None
-        return i
+    def _side(self, node: JavaObject, i: int, n: int):
+        """Walk one side of a join or union that stands for input ``i``.
+
+        Self-joins and self-unions get fresh attribute ids on one side during analysis,
+        so no node of that side equals its input plan any more; there the input is found
+        by ``sameResult`` (equality up to attribute ids), against input ``i`` only.
+        """
+        saved = self._loose
+        if n == len(self._inputs) and not self._contains_input(node):
+            self._loose = i
+        try:
+            return self.walk(node)
+        finally:
+            self._loose = saved
 
     def _boundary(self, node: JavaObject, i: int) -> tuple[list[int], dict[int, set[Ref]], dict]:
         ids = [a.exprId().id() for a in _seq(node.output())]
@@ -140,11 +151,9 @@ class _Walker:
             raise UnsupportedStepError("a join or union input changed shape during analysis")
         return ids, {eid: {(i, pos)} for pos, eid in enumerate(ids)}, {"input": i}
 
-    def walk(self, node: JavaObject, forced_input: int | None = None):
+    def walk(self, node: JavaObject):
         """Return (output exprIds, exprId -> input refs, spec) for ``node``."""
         i = self._match_input(node)
-        if i is None and forced_input is not None:
-            i = forced_input
         if i is not None:
             return self._boundary(node, i)
         cls = _cls(node)
@@ -239,8 +248,8 @@ class _Walker:
         if how is None:
             raise UnsupportedStepError(f"join type `{node.joinType()}` is not supported yet")
         # Self-joins get fresh attribute ids on one side, so children are inputs by position.
-        lids, lrefs, lspec = self.walk(node.left(), self._forced(node.left(), 0, 2))
-        rids, rrefs, rspec = self.walk(node.right(), self._forced(node.right(), 1, 2))
+        lids, lrefs, lspec = self._side(node.left(), 0, 2)
+        rids, rrefs, rspec = self._side(node.right(), 1, 2)
         names = {eid: f"__l{pos}" for pos, eid in enumerate(lids)}
         names.update({eid: f"__r{pos}" for pos, eid in enumerate(rids)})
         refs = {**lrefs, **rrefs}
@@ -299,7 +308,7 @@ class _Walker:
 
     def _node_Union(self, node: JavaObject):
         kids = _seq(node.children())
-        walked = [self.walk(k, self._forced(k, i, len(kids))) for i, k in enumerate(kids)]
+        walked = [self._side(k, i, len(kids)) for i, k in enumerate(kids)]
         first_ids = walked[0][0]
         out_refs: dict[int, set[Ref]] = {}
         for pos, eid in enumerate(first_ids):
