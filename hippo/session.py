@@ -81,17 +81,38 @@ def configure_spark(
     return builder
 
 
+def _submitted_conf() -> dict[str, str]:
+    """Settings spark-submit gave this process's JVM (empty when run with plain python)."""
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return {}
+    from pyspark import SparkConf
+
+    return dict(SparkConf(loadDefaults=True).getAll())
+
+
 def spark_session(
     app_name: str = "hippo", master: str | None = None, conf: dict[str, str] | None = None
 ) -> SparkSession:
     """A SparkSession with Delta configured; master from argument, SPARK_MASTER, conf/.
+
+    Under ``spark-submit`` its own ``--master`` and ``--conf`` settings win over
+    ``conf/`` (only the ``master`` and ``conf`` arguments override them), so one job
+    file runs unchanged in local mode and on a cluster.
 
     Examples
     --------
     >>> spark = hippo.spark_session("delays")  # doctest: +SKIP
     """
     settings = spark_conf(master=master, conf=conf)
-    builder = SparkSession.builder.appName(app_name).master(settings.pop("spark.master"))
+    submitted = _submitted_conf()
+    for key in submitted:
+        if key not in (conf or {}) and not (key == "spark.master" and master):
+            settings.pop(key, None)
+    if "spark.master" in submitted and not master and not os.environ.get("SPARK_MASTER"):
+        settings.pop("spark.master", None)
+    builder = SparkSession.builder.appName(app_name)
+    if "spark.master" in settings:
+        builder = builder.master(settings.pop("spark.master"))
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -55,3 +55,36 @@ def test_hippo_settings_precedence_and_unknown_keys(monkeypatch, tmp_path):
     (tmp_path / "hippo.toml").write_text("stirct = false\n")
     with pytest.raises(ConfigError, match=r"unknown hippo setting\(s\) `stirct`.*`strict`"):
         load_settings()
+
+
+def test_under_spark_submit_its_master_and_conf_win_over_conf_files(monkeypatch):
+    from hippo import session
+
+    captured = {}
+
+    class Builder:
+        def appName(self, name):  # noqa: N802
+            return self
+
+        def master(self, value):
+            captured["spark.master"] = value
+            return self
+
+        def config(self, key, value):
+            captured[key] = value
+            return self
+
+        def getOrCreate(self):  # noqa: N802
+            return captured
+
+    monkeypatch.setattr(session.SparkSession, "builder", Builder())
+    monkeypatch.setattr(session, "_submitted_conf", lambda: {
+        "spark.master": "spark://127.0.0.1:7077", "spark.sql.shuffle.partitions": "3"})
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
+    got = session.spark_session("job")
+    assert "spark.master" not in got  # the submitted master stays
+    assert "spark.sql.shuffle.partitions" not in got  # the submitted value stays
+    assert got["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    captured.clear()
+    got = session.spark_session("job", master="local[1]", conf={"spark.sql.shuffle.partitions": "9"})
+    assert got["spark.master"] == "local[1]" and got["spark.sql.shuffle.partitions"] == "9"
