@@ -20,7 +20,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, SLOT_PREFIX, content_hash, derived_id, is_hidden
+from hippo.capture.ids import ID, SLOT_PREFIX, derived_id, is_hidden
 from hippo.capture.kinds import source_lineage_type, step_lineage_type
 from hippo.capture.plan import analyze_step
 from hippo.capture.replay import build_step
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["Run"]
 
 _HIPPO_DIR = str(Path(__file__).resolve().parent.parent)
-ROW_HASH = "__hippo_row_hash"
 
 
 def _code_location() -> str:
@@ -138,28 +137,31 @@ class Run:
             raise HippoError(f"sink `{name}` has repeated column names "
                              f"{', '.join(f'`{c}`' for c in dupes)}; Delta needs unique names")
         slots = list(data._state.slots)
-        hashed = data._df.select(
-            *[F.col(f"`{c}`") for c in user], F.col(ID),
-            content_hash([F.col(f"`{c}`") for c in user], "row").alias(ROW_HASH),
-            *[F.col(s) for s in slots],
-        )
-        # Two writes (the sink, and its rows' lineage) from one computation.
-        cached = hashed.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            cached.select(*[F.col(f"`{c}`") for c in user]).write.format("delta").mode(
+        # Rows whose values came through an aggregate may not replay bit for bit
+        # (floating sums depend on the order Spark adds them in), so their lineage is
+        # stored (explicit); any other sink's rows are found again by replaying it.
+        explicit = any(data._state.slots[s]["kind"] == "key" for s in slots) or (
+            not data._state.replay_exact)
+        if explicit:
+            # Two writes (the sink, and its rows' lineage) from one computation.
+            cached = data._df.persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                cached.select(*[F.col(f"`{c}`") for c in user]).write.format("delta").mode(
+                    mode).save(path)
+                version = latest_version(self.spark, path)
+                tables.sink_rows_of(cached, user, slots).select(
+                    F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"), "*",
+                ).write.format("delta").mode("append").option("optimizeWrite", "true").save(
+                    tables.table_path(self.store.path, tables.SINK_ROWS))
+            finally:
+                cached.unpersist()
+        else:
+            data._df.select(*[F.col(f"`{c}`") for c in user]).write.format("delta").mode(
                 mode).save(path)
             version = latest_version(self.spark, path)
-            cached.select(
-                F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"),
-                F.col(ID).alias("hippo_row_id"), F.col(ROW_HASH).alias("row_hash"),
-                F.array(*[F.col(s) for s in slots]).cast("array<bigint>").alias("slots"),
-            ).write.format("delta").mode("append").save(
-                tables.table_path(self.store.path, tables.SINK_ROWS))
-        finally:
-            cached.unpersist()
         op_id = len(self._ops)
         detail = {"sink": {"name": name, "path": path, "version": version, "mode": mode,
-                           "slots": slots}}
+                           "slots": slots, "rows": "explicit" if explicit else "replay"}}
         self._append_op(op_id, "sink", [data.op_id], [], source_lineage_type(user), {},
                         data._state, user, True, detail)
         self._sinks[name] = op_id

@@ -147,8 +147,14 @@ class Resolver:
         return df.withColumn("row_hash", content_hash([F.col(f"`{c}`") for c in df.columns], "row"))
 
     def sink_rows(self, sink: Endpoint) -> DataFrame:
+        """Each written row's id, value hash and slots: stored, or rebuilt by replay."""
+        if sink.detail.get("rows") == "replay":
+            op = self.ops[sink.op_id]
+            return tables.sink_rows_of(self.frame(op.inputs[0]), list(op.columns),
+                                       sink.detail["slots"])
         return tables.read_table(self.spark, self.root, tables.SINK_ROWS).filter(
-            (F.col("run_id") == self.run_id) & (F.col("sink") == sink.name))
+            (F.col("run_id") == self.run_id) & (F.col("sink") == sink.name)).select(
+            "hippo_row_id", "row_hash", "slots")
 
     # -- backward -----------------------------------------------------------------------
     def backward(self, sink: Endpoint, where: str | Column, columns: list[str] | None,

@@ -5,9 +5,11 @@ A store is a folder of plain Delta tables that any Delta reader can open:
 * ``runs``: one row per finished run (status ``succeeded`` or ``failed``);
 * ``operators``: one row per step of a run: lineage type, column mapping, encoding,
   replay spec, the carried lineage state, code location, and source/sink details;
-* ``sink_rows``: per written output row, its id, a hash of its values (to find it in
-  the sink as written) and its slot ids (where its lineage continues; the slot names
-  are in the sink's ``operators`` row, ``detail.sink.slots``);
+* ``sink_rows``: per written output row of a sink computed through an aggregate, its
+  id, a hash of its values (to find it in the sink as written) and its slot ids (where
+  its lineage continues; the slot names are in the sink's ``operators`` row,
+  ``detail.sink.slots``). Other sinks store nothing per row: their rows replay exactly
+  from the pinned sources, so queries rebuild the same three columns;
 * ``snapshots/<run_id>/<source>``: DataFrame sources, copied so their lineage stays
   answerable.
 
@@ -21,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hippo.capture.ids import ID, content_hash
 
 __all__ = [
     "RUNS",
@@ -31,6 +36,7 @@ __all__ = [
     "snapshot_path",
     "append_rows",
     "read_table",
+    "sink_rows_of",
 ]
 
 RUNS = "runs"
@@ -67,8 +73,21 @@ def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str,
     """Append metadata rows (a handful per run) in one Delta transaction."""
     if not rows:
         return
-    df = spark.createDataFrame(rows, SCHEMAS[table])
+    df = spark.createDataFrame(rows, SCHEMAS[table]).coalesce(1)
     df.write.format("delta").mode("append").save(table_path(root, table))
+
+
+def sink_rows_of(df: DataFrame, user: list[str], slots: list[str]) -> DataFrame:
+    """``hippo_row_id``, ``row_hash`` and ``slots`` of a sink's rows (with hidden columns).
+
+    Used to store them (explicit sinks) and to rebuild them from a replay (the others).
+    """
+    cols = [F.col(f"`{c}`") for c in user]
+    return df.select(
+        F.col(ID).alias("hippo_row_id"),
+        content_hash(cols, "row").alias("row_hash"),
+        F.array(*[F.col(s) for s in slots]).cast("array<bigint>").alias("slots"),
+    )
 
 
 def read_table(spark: SparkSession, root: str, table: str) -> DataFrame:
