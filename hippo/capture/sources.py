@@ -51,8 +51,8 @@ def read_pinned(spark: SparkSession, path: str, version: int) -> DataFrame:
         raise VersionUnavailableError(path, version, _first_line(err)) from err
 
 
-def check_readable(spark: SparkSession, path: str, version: int) -> None:
-    """Raise VersionUnavailableError if a data file of that version was vacuumed.
+def check_readable(spark: SparkSession, path: str, version: int) -> DataFrame:
+    """The pinned version, or VersionUnavailableError if a data file of it was vacuumed.
 
     Lists the version's files on the driver (file names, not data) and checks each
     exists, so queries fail here with a clear message, not later inside a task.
@@ -65,11 +65,17 @@ def check_readable(spark: SparkSession, path: str, version: int) -> None:
         if not jpath.getFileSystem(conf).exists(jpath):
             raise VersionUnavailableError(path, version, f"data file `{name}` was removed, "
                                                          "e.g. by VACUUM")
+    return df
 
 
-def read_source(spark: SparkSession, info: dict[str, Any]) -> DataFrame:
-    """The source's rows as the run read them, with ``__hippo_id`` and its slot column."""
-    df = read_pinned(spark, info["path"], info["version"])
+def read_source(
+    spark: SparkSession, info: dict[str, Any], pinned: DataFrame | None = None
+) -> DataFrame:
+    """The source's rows as the run read them, with ``__hippo_id`` and its slot column.
+
+    ``pinned`` is the source's pinned version when the caller has already read it.
+    """
+    df = pinned if pinned is not None else read_pinned(spark, info["path"], info["version"])
     clash = [c for c in df.columns if is_hidden(c)]
     if clash:
         raise HippoError(

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from hippo.capture.ids import ID, content_hash, is_hidden
 from hippo.capture.replay import build_pairs, build_step
-from hippo.capture.sources import check_readable, read_pinned, read_source
+from hippo.capture.sources import check_readable, read_source
 from hippo.capture.state import Cell, LineageState
 from hippo.errors import InvalidWhereError, UnknownColumnError
 from hippo.query.catalog import Endpoint
@@ -94,7 +94,7 @@ class Resolver:
         )
         self.ops = {r.op_id: r for r in rows}
         self._frames: dict[int, DataFrame] = {}
-        self._checked: set[tuple[str, int]] = set()
+        self._pinned: dict[tuple[str, int], DataFrame] = {}
 
     # -- replay -------------------------------------------------------------------------
     def state(self, op_id: int) -> LineageState:
@@ -104,10 +104,10 @@ class Resolver:
         return json.loads(self.ops[op_id].detail)
 
     def pinned(self, path: str, version: int) -> DataFrame:
-        if (path, version) not in self._checked:
-            check_readable(self.spark, path, version)
-            self._checked.add((path, version))
-        return read_pinned(self.spark, path, version)
+        """A pinned Delta version, checked readable once per query session."""
+        if (path, version) not in self._pinned:
+            self._pinned[(path, version)] = check_readable(self.spark, path, version)
+        return self._pinned[(path, version)]
 
     def frame(self, op_id: int) -> DataFrame:
         """The step's output as the run computed it, hidden columns included."""
@@ -115,8 +115,7 @@ class Resolver:
             op = self.ops[op_id]
             if op.step == "source":
                 info = self.detail(op_id)["source"]
-                self.pinned(info["path"], info["version"])
-                df = read_source(self.spark, info)
+                df = read_source(self.spark, info, self.pinned(info["path"], info["version"]))
             else:
                 df = build_step(json.loads(op.spec), [self.frame(i) for i in op.inputs])
             self._frames[op_id] = df
