@@ -28,8 +28,12 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest tests
 
+# Figures appended to bench/RESULTS.md; e.g. `make bench SF=1 STORAGE_SF=0.1 PAIRS=5 PICKS=20`,
+# `make bench FIGURES=storage`, `make bench BENCH_ARGS="--latency-workloads q1,q3"`.
 bench: setup
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(if $(SF),--sf $(SF)) $(if $(STORAGE_SF),--storage-sf $(STORAGE_SF)) \
+		$(if $(PAIRS),--pairs $(PAIRS)) $(if $(PICKS),--picks $(PICKS)) \
+		$(if $(FIGURES),--figures $(FIGURES)) $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -85,9 +85,12 @@ def _submitted_conf() -> dict[str, str]:
     """Settings spark-submit gave this process's JVM (empty when run with plain python)."""
     if not os.environ.get("PYSPARK_GATEWAY_PORT"):
         return {}
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
-    return dict(SparkConf(loadDefaults=True).getAll())
+    # Without a gateway SparkConf is a plain dict that ignores the JVM's settings, so
+    # attach to spark-submit's JVM first (no SparkContext is started by this).
+    SparkContext._ensure_initialized()
+    return dict(SparkConf(loadDefaults=True, _jvm=SparkContext._jvm).getAll())
 
 
 def spark_session(

