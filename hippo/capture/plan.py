@@ -50,6 +50,9 @@ class StepAnalysis:
     group_keys: list[str] = field(default_factory=list)
     order: set[Ref] = field(default_factory=set)
     spec: dict[str, Any] = field(default_factory=dict)
+    # Per output column, the input column it is an unchanged copy of (same value in every
+    # output row, never nulled by an outer join or mixed by a union), else None.
+    copies: list[Ref | None] = field(default_factory=list)
 
 
 def _seq(seq: JavaObject) -> list[JavaObject]:
@@ -75,6 +78,8 @@ class _Walker:
         self.deterministic = True
         self.group_keys: list[str] = []
         self.order: set[Ref] = set()
+        self.same: dict[int, Ref] = {}
+        self.not_same: set[int] = set()
         self._loose: int | None = None
 
     # -- expressions ------------------------------------------------------------------
@@ -149,6 +154,7 @@ class _Walker:
         ids = [a.exprId().id() for a in _seq(node.output())]
         if len(ids) != len(self._input_ids[i]):
             raise UnsupportedStepError("a join or union input changed shape during analysis")
+        self.same.update({eid: (i, pos) for pos, eid in enumerate(ids)})
         return ids, {eid: {(i, pos)} for pos, eid in enumerate(ids)}, {"input": i}
 
     def walk(self, node: JavaObject):
@@ -201,6 +207,12 @@ class _Walker:
         _, refs, spec, names = self._child(node)
         exprs = _seq(node.projectList())
         out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in exprs}
+        for e in exprs:
+            inner = e.child() if _cls(e) == "Alias" else e
+            if _cls(inner) == "AttributeReference" and inner.exprId().id() in self.same:
+                self.same[e.exprId().id()] = self.same[inner.exprId().id()]
+                if inner.exprId().id() in self.not_same:
+                    self.not_same.add(e.exprId().id())
         sqls = [self._named_sql(e, names) for e in exprs]
         ids = [e.exprId().id() for e in exprs]
         return ids, out_refs, {"op": "project", "exprs": sqls, "child": spec,
@@ -259,6 +271,10 @@ class _Walker:
             self.influencing |= self._map(refs, self._refs(cond.get()))
             cond_sql = self._sql(cond.get(), names)
         ids = lids if how in ("left_semi", "left_anti") else lids + rids
+        if how in ("left", "full"):
+            self.not_same.update(rids)
+        if how in ("right", "full"):
+            self.not_same.update(lids)
         return ids, refs, {"op": "join", "how": how, "cond": cond_sql, "left": lspec,
                            "right": rspec, "names": self._out_names(node)}
 
@@ -317,6 +333,7 @@ class _Walker:
                 merged |= refs.get(ids[pos], set())
             out_refs[eid] = merged
         ids = [a.exprId().id() for a in _seq(node.output())]
+        self.not_same.update(ids)
         if ids != first_ids:
             out_refs = {ids[p]: out_refs[first_ids[p]] for p in range(len(ids))}
         return ids, out_refs, {"op": "union", "children": [w[2] for w in walked],
@@ -337,4 +354,5 @@ def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
         group_keys=walker.group_keys,
         order=walker.order,
         spec=spec,
+        copies=[None if eid in walker.not_same else walker.same.get(eid) for eid in ids],
     )

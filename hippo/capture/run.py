@@ -62,6 +62,31 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
+def _carried_keys(analysis: Any, states: list[LineageState], in_cols: list[list[str]],
+                  out_cols: list[str]) -> tuple[dict[str, tuple[int, ...]], str | None]:
+    """The key slots whose group-key columns a step copies unchanged, at their new
+    positions, and the key slot the row id still equals (see ``LineageState.keyed``)."""
+    out_user = [p for p, c in enumerate(out_cols) if not is_hidden(c)]
+    at: dict[tuple[int, int], int] = {}
+    for u, p in enumerate(out_user):
+        ref = analysis.copies[p]
+        if ref is not None:
+            at.setdefault(ref, u)
+    keyed: dict[str, tuple[int, ...]] = {}
+    for i, state in enumerate(states):
+        user_full = [p for p, c in enumerate(in_cols[i]) if not is_hidden(c)]
+        for slot, positions in state.keyed.items():
+            moved = [at.get((i, user_full[q])) for q in positions]
+            if slot in out_cols and None not in moved:
+                keyed[slot] = tuple(moved)  # type: ignore[arg-type]
+    id_slot = None
+    if ID in out_cols:
+        ref = analysis.copies[out_cols.index(ID)]
+        if ref is not None and in_cols[ref[0]][ref[1]] == ID:
+            id_slot = states[ref[0]].id_slot
+    return keyed, id_slot if id_slot in keyed else None
+
+
 class Run:
     """One recorded execution; made by :meth:`hippo.LineageStore.run`, used in its block.
 
@@ -137,11 +162,16 @@ class Run:
             raise HippoError(f"sink `{name}` has repeated column names "
                              f"{', '.join(f'`{c}`' for c in dupes)}; Delta needs unique names")
         slots = list(data._state.slots)
-        # Rows whose values came through an aggregate may not replay bit for bit
-        # (floating sums depend on the order Spark adds them in), so their lineage is
-        # stored (explicit); any other sink's rows are found again by replaying it.
-        explicit = any(data._state.slots[s]["kind"] == "key" for s in slots) or (
-            not data._state.replay_exact)
+        state = data._state
+        # A row whose slots and id are hashes of group keys it still holds needs nothing
+        # stored: queries hash the written row (key encoding). Other rows whose values
+        # came through an aggregate may not replay bit for bit (floating sums depend on
+        # the order Spark adds them in), so their lineage is stored (explicit); any other
+        # sink's rows are found again by replaying it.
+        keyed = (mode == "overwrite" and state.id_slot is not None
+                 and all(s in state.keyed for s in slots))
+        explicit = not keyed and (
+            any(state.slots[s]["kind"] == "key" for s in slots) or not state.replay_exact)
         if explicit:
             # Two writes (the sink, and its rows' lineage) from one computation.
             cached = data._df.persist(StorageLevel.MEMORY_AND_DISK)
@@ -161,7 +191,8 @@ class Run:
             version = latest_version(self.spark, path)
         op_id = len(self._ops)
         detail = {"sink": {"name": name, "path": path, "version": version, "mode": mode,
-                           "slots": slots, "rows": "explicit" if explicit else "replay"}}
+                           "slots": slots,
+                           "rows": "keyed" if keyed else "explicit" if explicit else "replay"}}
         self._append_op(op_id, "sink", [data.op_id], [], source_lineage_type(user), {},
                         data._state, user, True, detail)
         self._sinks[name] = op_id
@@ -194,6 +225,7 @@ class Run:
         key_sql: list[str] | None = None,
         replay_exact: bool = True,
         match: dict[str, Any] | None = None,
+        key_count: int | None = None,
     ) -> TrackedDataFrame:
         self._check_open()
         in_dfs = [t._df for t in inputs]
@@ -249,8 +281,11 @@ class Run:
 
             contrib = tuple(key_cells(analysis.contributing[p])
                             for p, c in enumerate(out_cols) if not is_hidden(c))
+            # The slot is the hash of the first ``key_count`` output columns (the group key).
+            keyed = {slot: tuple(range(key_count))} if key_count is not None else {}
             state = LineageState({slot: origin}, contrib, key_cells(analysis.influencing),
-                                 replay_exact=exact)
+                                 replay_exact=exact, keyed=keyed,
+                                 id_slot=slot if keyed else None)
             key_columns = [in_cols[0][p] for _, p in sorted(analysis.influencing)
                            if not is_hidden(in_cols[0][p])]
         else:
@@ -271,7 +306,9 @@ class Run:
                     "right_op": inputs[1].op_id, "renames": match["renames"]}
                 influence |= {(match["slot"], user_index[1][p]) for i, p in
                               analysis.influencing if i == 1 and p in user_index[1]}
-            state = LineageState(slots, contrib, frozenset(influence), order, exact)
+            keyed, id_slot = _carried_keys(analysis, states, in_cols, out_cols)
+            state = LineageState(slots, contrib, frozenset(influence), order, exact, keyed,
+                                 id_slot)
             state = state.restricted({c for c in out_cols if c.startswith(SLOT_PREFIX)})
         lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, key_columns)
         user_cols = [c for c in out_cols if not is_hidden(c)]

@@ -8,6 +8,11 @@ tracked row came from, and the slot's *origin* says where that id is resolved:
   distinct step ``n``; the id is a hash of the group key, resolved by re-reading step
   ``m``'s output and keeping the rows whose key hashes to it (key encoding).
 
+``keyed`` maps a key slot to the user columns that still hold its group key unchanged,
+so the slot's value is a function of the row itself (``content_hash`` of those columns);
+``id_slot`` names the key slot the row id equals, if any. A sink whose every slot is
+keyed and whose row id is one of them needs nothing stored per row.
+
 ``contrib[p]`` lists, for user column ``p``, the ``(slot, ref)`` cells it is computed
 from; ``influence`` the cells that decided whether the row exists. ``ref`` is a source
 column name for a source slot and a column position in the key step's input otherwise.
@@ -30,6 +35,8 @@ class LineageState:
     influence: frozenset[Cell] = frozenset()
     order: frozenset[Cell] = field(default=frozenset())
     replay_exact: bool = True
+    keyed: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    id_slot: str | None = None
 
     def renamed(self, mapping: dict[str, str]) -> LineageState:
         """The same lineage with slot columns renamed (for the right side of a join)."""
@@ -45,6 +52,8 @@ class LineageState:
             contrib=tuple(cells(c) for c in self.contrib),
             influence=cells(self.influence),
             order=cells(self.order),
+            keyed={mapping.get(s, s): p for s, p in self.keyed.items()},
+            id_slot=mapping.get(self.id_slot, self.id_slot) if self.id_slot else None,
         )
 
     def restricted(self, slots: set[str]) -> LineageState:
@@ -59,6 +68,8 @@ class LineageState:
             contrib=tuple(cells(c) for c in self.contrib),
             influence=cells(self.influence),
             order=cells(self.order),
+            keyed={s: p for s, p in self.keyed.items() if s in slots},
+            id_slot=self.id_slot if self.id_slot in slots else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -70,6 +81,8 @@ class LineageState:
             "contrib": [cells(c) for c in self.contrib],
             "influence": cells(self.influence),
             "replay_exact": self.replay_exact,
+            "keyed": {s: list(p) for s, p in self.keyed.items()},
+            "id_slot": self.id_slot,
         }
 
     @classmethod
@@ -82,4 +95,6 @@ class LineageState:
             contrib=tuple(cells(c) for c in data["contrib"]),
             influence=cells(data["influence"]),
             replay_exact=data.get("replay_exact", True),
+            keyed={s: tuple(p) for s, p in data.get("keyed", {}).items()},
+            id_slot=data.get("id_slot"),
         )

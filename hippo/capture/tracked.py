@@ -189,7 +189,8 @@ class TrackedDataFrame:
         user = self.columns
         out = _with_key_slot(self._run, self.df.distinct(), len(user))
         full = [i for i, c in enumerate(self._df.columns) if not is_hidden(c)]
-        return self._derive(out, "distinct", key_sql=[f"`__c{p}`" for p in full])
+        return self._derive(out, "distinct", key_sql=[f"`__c{p}`" for p in full],
+                            key_count=len(user))
 
     # -- several inputs ------------------------------------------------------------------
     def join(self, other: TrackedDataFrame, on: Any = None, how: str | None = None) -> TrackedDataFrame:
@@ -270,7 +271,7 @@ class TrackedGroupedData:
         # group keys are expressions over the input as it is replayed at query time.
         grouped = parent._df.groupBy(*self._keys).agg(*exprs)
         out = _with_key_slot(parent._run, grouped, len(self._keys))
-        return parent._derive(out, "groupBy.agg")
+        return parent._derive(out, "groupBy.agg", key_count=len(self._keys))
 
     def count(self) -> TrackedDataFrame:
         return self.agg(F.count(F.lit(1)).alias("count"))

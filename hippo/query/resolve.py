@@ -146,7 +146,19 @@ class Resolver:
         return df.withColumn("row_hash", content_hash([F.col(f"`{c}`") for c in df.columns], "row"))
 
     def sink_rows(self, sink: Endpoint) -> DataFrame:
-        """Each written row's id, value hash and slots: stored, or rebuilt by replay."""
+        """Each written row's id, value hash and slots: stored, hashed from the written
+        row's group-key columns (keyed), or rebuilt by replay."""
+        if sink.detail.get("rows") == "keyed":
+            state = self.state(sink.op_id)
+            written = self.written(sink)
+            names = [c for c in written.columns if c != "row_hash"]
+
+            def key(slot: str) -> Column:
+                return content_hash([F.col(f"`{names[p]}`") for p in state.keyed[slot]], "key")
+
+            return written.select(
+                key(state.id_slot).alias("hippo_row_id"), "row_hash",
+                F.array(*[key(s) for s in sink.detail["slots"]]).alias("slots"))
         if sink.detail.get("rows") == "replay":
             op = self.ops[sink.op_id]
             return tables.sink_rows_of(self.frame(op.inputs[0]), list(op.columns),

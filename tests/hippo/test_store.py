@@ -63,6 +63,52 @@ def test_operators_record_lineage_type_columns_and_code_location(spark, store, f
     assert source["path"] == flights and source["version"] == 0
 
 
+def _sink_detail(spark, store, run_id, sink):
+    rows = (spark.read.format("delta").load(f"{store.path}/operators")
+            .filter((F.col("run_id") == run_id) & (F.col("step") == "sink")).collect())
+    details = [json.loads(r.detail)["sink"] for r in rows]
+    return next(d for d in details if d["name"] == sink)
+
+
+def _stored_sink_rows(spark, store, run_id):
+    path = f"{store.path}/sink_rows"
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    return spark.read.format("delta").load(path).filter(F.col("run_id") == run_id).count()
+
+
+def test_an_aggregate_sink_that_keeps_its_keys_stores_nothing_per_row(spark, store, flights,
+                                                                      tmp_path):
+    with store.run("top") as run:
+        src = run.source("flights", flights)
+        top = (src.groupBy("carrier").agg(F.count(F.lit(1)).alias("n"), F.sum("delay").alias("d"))
+               .withColumnRenamed("carrier", "airline").orderBy(F.desc("n")).limit(2))
+        run.sink("top", top, str(tmp_path / "top"))
+    assert _sink_detail(spark, store, run.run_id, "top")["rows"] == "keyed"
+    assert _stored_sink_rows(spark, store, run.run_id) == 0
+    back = store.backward("top", where="airline = 'AA'")["flights"]
+    assert sorted(r.flight for r in back.collect()) == [1, 2]
+    fwd = store.forward("flights", where="flight = 3")
+    assert [(r.airline, r.n) for r in fwd["top"].collect()] == [("UA", 1)]
+
+
+def test_an_aggregate_sink_joined_after_its_aggregate_stores_its_rows(spark, store, flights,
+                                                                      tmp_path):
+    with store.run("joined") as run:
+        src = run.source("flights", flights)
+        names = run.source("names", spark.createDataFrame(
+            [("AA", "American"), ("UA", "United")], "carrier string, name string"))
+        out = src.groupBy("carrier").agg(F.count(F.lit(1)).alias("n")).join(names, "carrier")
+        run.sink("named", out, str(tmp_path / "named"))
+    assert _sink_detail(spark, store, run.run_id, "named")["rows"] == "explicit"
+    assert _stored_sink_rows(spark, store, run.run_id) == 2
+    back = store.backward("named", where="carrier = 'AA'")
+    assert sorted(r.flight for r in back["flights"].collect()) == [1, 2]
+    assert [r.name for r in back["names"].collect()] == ["American"]
+
+
 def test_a_run_that_raises_is_failed_and_its_lineage_is_invisible(store, flights, tmp_path):
     with pytest.raises(ZeroDivisionError):
         with store.run("broken") as run:
