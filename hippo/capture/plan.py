@@ -14,6 +14,7 @@ time and compares schemas, which catches that.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 Ref = tuple[int, int]  # (input index, column position in that input)
 
+_ATTR = ".AttributeReference"
 _PASS_NODES = {"SubqueryAlias", "Repartition", "RepartitionByExpression", "ResolvedHint"}
 _JOIN_HOW = {
     "Inner": "inner",
@@ -205,18 +207,32 @@ class _Walker:
 
     def _node_Project(self, node: JavaObject):
         _, refs, spec, names = self._child(node)
-        exprs = _seq(node.projectList())
-        out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in exprs}
-        for e in exprs:
-            inner = e.child() if _cls(e) == "Alias" else e
-            if _cls(inner) == "AttributeReference" and inner.exprId().id() in self.same:
-                self.same[e.exprId().id()] = self.same[inner.exprId().id()]
-                if inner.exprId().id() in self.not_same:
-                    self.not_same.add(e.exprId().id())
-        sqls = [self._named_sql(e, names) for e in exprs]
-        ids = [e.exprId().id() for e in exprs]
+        # One call per expression: its JSON gives its class, id, name and references, so
+        # plain and renamed columns (most of any project list) need no more calls.
+        ids, out_names, sqls = [], [], []
+        out_refs: dict[int, set[Ref]] = {}
+        for e in _seq(node.projectList()):
+            tree = json.loads(e.toJSON())
+            top = tree[0]
+            eid = int(top["exprId"]["id"])
+            attrs = [int(n["exprId"]["id"]) for n in tree if n["class"].endswith(_ATTR)]
+            bare = top["class"].endswith(_ATTR) or (
+                top["class"].endswith(".Alias") and len(tree) == 2
+                and tree[1]["class"].endswith(_ATTR))
+            if bare and attrs[-1] in names:
+                inner = attrs[-1]
+                sqls.append(f"{names[inner]} AS {_quote(top['name'])}")
+                if inner in self.same:
+                    self.same[eid] = self.same[inner]
+                    if inner in self.not_same:
+                        self.not_same.add(eid)
+            else:
+                sqls.append(self._named_sql(e, names))
+            ids.append(eid)
+            out_names.append(str(top["name"]))
+            out_refs[eid] = self._map(refs, attrs)
         return ids, out_refs, {"op": "project", "exprs": sqls, "child": spec,
-                               "names": self._out_names(node)}
+                               "names": out_names}
 
     def _node_Filter(self, node: JavaObject):
         ids, refs, spec, names = self._child(node)

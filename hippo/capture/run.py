@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,20 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
+def _check_replay(step: str, where: str, spec: dict[str, Any], inputs: list[DataFrame],
+                  expected: str) -> None:
+    """Raise UnsupportedStepError unless ``spec`` replays to the schema the run computed."""
+    try:
+        got = build_step(spec, inputs).schema.simpleString()
+    except Exception as err:  # an expression whose SQL does not parse back, say
+        raise UnsupportedStepError(
+            f"`{step}` at {where} could not be recorded: "
+            f"{str(err).strip().splitlines()[0][:300]}") from err
+    if got != expected:
+        raise UnsupportedStepError(f"`{step}` at {where} could not be recorded exactly: its "
+                                   f"replay gives {got}, the run {expected}")
+
+
 def _carried_keys(analysis: Any, states: list[LineageState], in_cols: list[list[str]],
                   out_cols: list[str]) -> tuple[dict[str, tuple[int, ...]], str | None]:
     """The key slots whose group-key columns a step copies unchanged, at their new
@@ -108,7 +123,16 @@ class Run:
         self._slots = 0
         self._sources: dict[str, int] = {}
         self._sinks: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
         self._open = True
+        # Metadata work that need not hold the user's pipeline up runs on one background
+        # thread (Spark accepts jobs from several threads): replay checks of the steps,
+        # and appends of operators rows while the sinks are computed. ``_finish`` waits
+        # for all of it before the ``runs`` row makes the run visible.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-run")
+        self._checks: list[tuple[str, Future]] = []
+        self._appends: list[Future] = []
+        self._flushed = 0
 
     # -- public ------------------------------------------------------------------------
     def source(self, name: str, data: str | DataFrame) -> TrackedDataFrame:
@@ -172,6 +196,15 @@ class Run:
                  and all(s in state.keyed for s in slots))
         explicit = not keyed and (
             any(state.slots[s]["kind"] == "key" for s in slots) or not state.replay_exact)
+        op_id = len(self._ops)
+        # The written version is known only after the write; it goes into the runs row.
+        detail = {"sink": {"name": name, "path": path, "version": None, "mode": mode,
+                           "slots": slots,
+                           "rows": "keyed" if keyed else "explicit" if explicit else "replay"}}
+        self._append_op(op_id, "sink", [data.op_id], [], source_lineage_type(user), {},
+                        data._state, user, True, detail)
+        self._sinks[name] = op_id
+        self._flush_ops()
         if explicit:
             # Two writes (the sink, and its rows' lineage) from one computation.
             cached = data._df.persist(StorageLevel.MEMORY_AND_DISK)
@@ -189,13 +222,15 @@ class Run:
             data._df.select(*[F.col(f"`{c}`") for c in user]).write.format("delta").mode(
                 mode).save(path)
             version = latest_version(self.spark, path)
-        op_id = len(self._ops)
-        detail = {"sink": {"name": name, "path": path, "version": version, "mode": mode,
-                           "slots": slots,
-                           "rows": "keyed" if keyed else "explicit" if explicit else "replay"}}
-        self._append_op(op_id, "sink", [data.op_id], [], source_lineage_type(user), {},
-                        data._state, user, True, detail)
-        self._sinks[name] = op_id
+        self._versions[name] = version
+
+    def _flush_ops(self) -> None:
+        """Append the operators rows recorded so far, in the background."""
+        rows = self._ops[self._flushed:]
+        self._flushed = len(self._ops)
+        if rows:
+            self._appends.append(self._pool.submit(
+                tables.append_rows, self.spark, self.store.path, tables.OPERATORS, rows))
 
     # -- used by TrackedDataFrame ---------------------------------------------------------
     def _new_slot(self) -> str:
@@ -237,17 +272,15 @@ class Run:
                 values = [F.col(f"`{c}`") for c in new.columns if not is_hidden(c)]
                 new = new.withColumn(ID, derived_id("generate", F.col(ID), *values))
                 analysis = analyze_step(new, in_dfs)
-            rebuilt = build_step(analysis.spec, in_dfs)
-            if rebuilt.schema.simpleString() != new.schema.simpleString():
-                raise UnsupportedStepError(
-                    f"`{step}` could not be recorded exactly: its replay gives "
-                    f"{rebuilt.schema.simpleString()}, the run {new.schema.simpleString()}")
         except UnsupportedStepError:
             raise
         except Exception as err:  # an expression whose SQL does not parse back, say
             raise UnsupportedStepError(
                 f"`{step}` at {_code_location()} could not be recorded: "
                 f"{str(err).strip().splitlines()[0][:300]}") from err
+        where = _code_location()
+        self._checks.append((f"`{step}` at {where}", self._pool.submit(
+            _check_replay, step, where, analysis.spec, in_dfs, new.schema.simpleString())))
         out_cols = new.columns
         in_cols = [t._df.columns for t in inputs]
         user_pos = [[i for i, c in enumerate(cols) if not is_hidden(c)] for cols in in_cols]
@@ -335,13 +368,20 @@ class Run:
     # -- end ------------------------------------------------------------------------------
     def _finish(self, error: BaseException | None) -> None:
         self._open = False
+        failure = self._wait_background()
+        if error is None and failure is not None:
+            if isinstance(failure, UnsupportedStepError) and not self.store.settings.strict:
+                self._incomplete = str(failure)
+            else:
+                error = failure
         status = "failed" if error is not None else "succeeded"
         if error is None and getattr(self, "_incomplete", None):
             status = "lineage_incomplete"
         message = None if error is None else f"{type(error).__name__}: {error}"[:2000]
         if error is None and not self._sinks:
             status, message = "failed", "the run wrote no sink"
-        tables.append_rows(self.spark, self.store.path, tables.OPERATORS, self._ops)
+        tables.append_rows(self.spark, self.store.path, tables.OPERATORS,
+                           self._ops[self._flushed:])
         import pyspark
 
         from hippo import __version__
@@ -351,6 +391,27 @@ class Run:
             "params": json.dumps(self.params, sort_keys=True, default=str),
             "status": status, "started_at": self.started_at, "ended_at": _now(),
             "code_version": _code_version(), "spark_version": pyspark.__version__,
-            "hippo_version": __version__, "error": message,
+            "hippo_version": __version__, "error": message, "sinks": dict(self._versions),
         }])
         self.store._forget_cache()
+        if failure is not None and error is failure:
+            raise failure
+
+    def _wait_background(self) -> BaseException | None:
+        """Wait for the background work; the first failure (a step that cannot be
+        replayed, or an operators append that failed), if any."""
+        failure: BaseException | None = None
+        for _, future in self._checks:
+            exc = future.exception()
+            if exc is not None and failure is None:
+                failure = exc
+        for future in self._appends:
+            exc = future.exception()
+            if exc is not None:
+                # Rows of a failed append may or may not be in the table; write them all
+                # again with the rest (queries only read runs that succeeded).
+                self._flushed = 0
+                if failure is None:
+                    failure = exc
+        self._pool.shutdown(wait=True)
+        return failure

@@ -12,19 +12,43 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash, is_hidden
+from hippo.capture.ids import ID, content_hash, is_hidden, quoted
 from hippo.errors import HippoError, VersionUnavailableError
 
 __all__ = ["latest_version", "describe", "read_pinned", "read_source", "check_readable"]
 
 
+def _snapshot(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
+    """The table's current version and properties, from Delta's cached log (no Spark job).
+
+    ``DeltaTable.history`` and ``detail`` each run a small Spark job (~0.1-0.3 s); the
+    log's ``update`` reads only the new commit files since the last call.
+    """
+    jvm = spark._jvm
+    try:
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+        empty = jvm.scala.Option.empty()
+        snap = log.update(False, empty, empty)
+        version = int(snap.version())
+        conf = snap.metadata().configuration()
+        key = "delta.enableRowTracking"
+        props = {key: str(conf.apply(key))} if conf.contains(key) else {}
+    except Exception as err:  # an unreadable path, or another Delta API: ask it plainly
+        from delta.tables import DeltaTable
+
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise HippoError(f"`{path}` is not a Delta table (no _delta_log there)") from err
+        table = DeltaTable.forPath(spark, path)
+        version = int(table.history(1).select("version").first()[0])
+        props = table.detail().select("properties").first()[0] or {}
+    if version < 0:
+        raise HippoError(f"`{path}` is not a Delta table (no _delta_log there)")
+    return version, props
+
+
 def latest_version(spark: SparkSession, path: str) -> int:
     """The current version of the Delta table at ``path``."""
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, path):
-        raise HippoError(f"`{path}` is not a Delta table (no _delta_log there)")
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    return _snapshot(spark, path)[0]
 
 
 def describe(spark: SparkSession, path: str) -> tuple[int, str]:
@@ -35,10 +59,7 @@ def describe(spark: SparkSession, path: str) -> tuple[int, str]:
     row's values). hippo never enables row tracking itself: that upgrades the table's
     protocol, which is the owner's decision.
     """
-    from delta.tables import DeltaTable
-
-    version = latest_version(spark, path)
-    props = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    version, props = _snapshot(spark, path)
     tracked = str(props.get("delta.enableRowTracking", "false")).lower() == "true"
     return version, "row_tracking" if tracked else "content"
 
@@ -85,7 +106,7 @@ def read_source(
     if info.get("ids") == "row_tracking":
         ids = F.col("_metadata.row_id")
     else:
-        ids = content_hash([F.col(f"`{c}`") for c in df.columns], "row")
+        ids = content_hash([quoted(c) for c in df.columns], "row")
     return df.withColumn(ID, ids).withColumn(info["slot"], F.col(ID))
 
 

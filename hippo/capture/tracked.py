@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash, derived_id, is_hidden
+from hippo.capture.ids import ID, content_hash, derived_id, is_hidden, quoted
 from hippo.capture.state import Cell, LineageState
 from hippo.errors import UnsupportedStepError
 
@@ -305,7 +305,7 @@ class TrackedGroupedData:
 def _with_key_slot(run: Run, grouped: DataFrame, n_keys: int) -> DataFrame:
     """Add the group's key hash as a new slot and as the row id."""
     slot = run._new_slot()
-    keys = [F.col(f"`{c}`") for c in grouped.columns[:n_keys]]
+    keys = [quoted(c) for c in grouped.columns[:n_keys]]
     return grouped.withColumn(slot, content_hash(keys, "key")).withColumn(ID, F.col(slot))
 
 

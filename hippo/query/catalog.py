@@ -40,10 +40,11 @@ class Catalog:
         runs = (
             tables.read_table(spark, root, tables.RUNS)
             .filter(F.col("status") == "succeeded")
-            .select("run_id", "ended_at")
+            .select("run_id", "ended_at", "sinks")
             .collect()
         )
         ended = {r.run_id: r.ended_at for r in runs}
+        versions = {r.run_id: r.sinks or {} for r in runs}
         self.run_ids = sorted(ended, key=lambda r: ended[r], reverse=True)
         rows = (
             tables.read_table(spark, root, tables.OPERATORS)
@@ -56,6 +57,9 @@ class Catalog:
             if r.run_id not in ended:
                 continue
             detail = json.loads(r.detail)[r.step]
+            if r.step == "sink" and detail.get("version") is None:
+                # Sink rows are appended before the write; the runs row has its version.
+                detail["version"] = versions[r.run_id].get(detail["name"])
             self.endpoints.append(
                 Endpoint(r.run_id, r.step, detail["name"], r.op_id, detail, ended[r.run_id])
             )

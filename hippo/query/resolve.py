@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash, is_hidden
+from hippo.capture.ids import ID, content_hash, is_hidden, quoted
 from hippo.capture.replay import build_pairs, build_step
 from hippo.capture.sources import check_readable, read_source
 from hippo.capture.state import Cell, LineageState
@@ -126,7 +126,7 @@ class Resolver:
         df = self.frame(origin["input_op"])
         names = df.columns
         pos = df.toDF(*[f"__c{i}" for i in range(len(names))])
-        key = content_hash([F.expr(k) for k in origin["keys"]], "key")
+        key = content_hash(list(origin["keys"]), "key")
         return pos.withColumn(KEY, key).toDF(*names, KEY)
 
     def group(self, origin: dict[str, Any]) -> tuple[DataFrame, LineageState]:
@@ -143,7 +143,7 @@ class Resolver:
     def written(self, sink: Endpoint) -> DataFrame:
         """The sink as this run wrote it, with each row's value hash."""
         df = self.pinned(sink.detail["path"], sink.detail["version"])
-        return df.withColumn("row_hash", content_hash([F.col(f"`{c}`") for c in df.columns], "row"))
+        return df.withColumn("row_hash", content_hash([quoted(c) for c in df.columns], "row"))
 
     def sink_rows(self, sink: Endpoint) -> DataFrame:
         """Each written row's id, value hash and slots: stored, hashed from the written
@@ -154,7 +154,7 @@ class Resolver:
             names = [c for c in written.columns if c != "row_hash"]
 
             def key(slot: str) -> Column:
-                return content_hash([F.col(f"`{names[p]}`") for p in state.keyed[slot]], "key")
+                return content_hash([quoted(names[p]) for p in state.keyed[slot]], "key")
 
             return written.select(
                 key(state.id_slot).alias("hippo_row_id"), "row_hash",

@@ -2,7 +2,8 @@
 
 A store is a folder of plain Delta tables that any Delta reader can open:
 
-* ``runs``: one row per finished run (status ``succeeded`` or ``failed``);
+* ``runs``: one row per finished run (status ``succeeded`` or ``failed``), with the
+  Delta version each sink was written as (``sinks``);
 * ``operators``: one row per step of a run: lineage type, column mapping, encoding,
   replay spec, the carried lineage state, code location, and source/sink details;
 * ``sink_rows``: per written output row of a sink computed through an aggregate, its
@@ -25,7 +26,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash
+from hippo.capture.ids import ID, content_hash, quoted
 
 __all__ = [
     "RUNS",
@@ -47,7 +48,7 @@ SCHEMAS = {
     RUNS: (
         "run_id string, name string, params string, status string, started_at timestamp, "
         "ended_at timestamp, code_version string, spark_version string, "
-        "hippo_version string, error string"
+        "hippo_version string, error string, sinks map<string,bigint>"
     ),
     OPERATORS: (
         "run_id string, op_id int, step string, inputs array<int>, kinds array<string>, "
@@ -74,7 +75,8 @@ def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str,
     if not rows:
         return
     df = spark.createDataFrame(rows, SCHEMAS[table]).coalesce(1)
-    df.write.format("delta").mode("append").save(table_path(root, table))
+    df.write.format("delta").mode("append").option("mergeSchema", "true").save(
+        table_path(root, table))
 
 
 def sink_rows_of(df: DataFrame, user: list[str], slots: list[str]) -> DataFrame:
@@ -82,7 +84,7 @@ def sink_rows_of(df: DataFrame, user: list[str], slots: list[str]) -> DataFrame:
 
     Used to store them (explicit sinks) and to rebuild them from a replay (the others).
     """
-    cols = [F.col(f"`{c}`") for c in user]
+    cols = [quoted(c) for c in user]
     return df.select(
         F.col(ID).alias("hippo_row_id"),
         content_hash(cols, "row").alias("row_hash"),
