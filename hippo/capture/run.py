@@ -77,6 +77,23 @@ def _check_replay(step: str, where: str, spec: dict[str, Any], inputs: list[Data
                                    f"replay gives {got}, the run {expected}")
 
 
+def _carried_copies(analysis: Any, states: list[LineageState], in_cols: list[list[str]],
+                    out_cols: list[str]) -> tuple[tuple[str, str] | None, ...]:
+    """Per output user column, the source column it is an unchanged copy of, if any."""
+    out: list[tuple[str, str] | None] = []
+    for p, name in enumerate(out_cols):
+        if is_hidden(name):
+            continue
+        ref = analysis.copies[p]
+        found = None
+        if ref is not None and not is_hidden(in_cols[ref[0]][ref[1]]):
+            i, full = ref
+            u = sum(1 for c in in_cols[i][:full] if not is_hidden(c))
+            found = states[i].copy_at(u)
+        out.append(found)
+    return tuple(out)
+
+
 def _carried_keys(analysis: Any, states: list[LineageState], in_cols: list[list[str]],
                   out_cols: list[str]) -> tuple[dict[str, tuple[int, ...]], str | None]:
     """The key slots whose group-key columns a step copies unchanged, at their new
@@ -165,6 +182,7 @@ class Run:
         state = LineageState(
             slots={info["slot"]: origin},
             contrib=tuple(frozenset({(info["slot"], c)}) for c in columns),
+            copies=tuple((info["slot"], c) for c in columns),
         )
         self._append_op(op_id, "source", [], [], source_lineage_type(columns), {}, state,
                         columns, True, {"source": info})
@@ -341,7 +359,7 @@ class Run:
                               analysis.influencing if i == 1 and p in user_index[1]}
             keyed, id_slot = _carried_keys(analysis, states, in_cols, out_cols)
             state = LineageState(slots, contrib, frozenset(influence), order, exact, keyed,
-                                 id_slot)
+                                 id_slot, _carried_copies(analysis, states, in_cols, out_cols))
             state = state.restricted({c for c in out_cols if c.startswith(SLOT_PREFIX)})
         lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, key_columns)
         user_cols = [c for c in out_cols if not is_hidden(c)]

@@ -13,6 +13,9 @@ so the slot's value is a function of the row itself (``content_hash`` of those c
 ``id_slot`` names the key slot the row id equals, if any. A sink whose every slot is
 keyed and whose row id is one of them needs nothing stored per row.
 
+``copies[p]`` is ``(slot, source column)`` when user column ``p`` is an unchanged copy of
+that column of the slot's source row (so a query may filter the source by its values).
+
 ``contrib[p]`` lists, for user column ``p``, the ``(slot, ref)`` cells it is computed
 from; ``influence`` the cells that decided whether the row exists. ``ref`` is a source
 column name for a source slot and a column position in the key step's input otherwise.
@@ -37,6 +40,11 @@ class LineageState:
     replay_exact: bool = True
     keyed: dict[str, tuple[int, ...]] = field(default_factory=dict)
     id_slot: str | None = None
+    copies: tuple[tuple[str, str] | None, ...] = ()
+
+    def copy_at(self, p: int) -> tuple[str, str] | None:
+        """The ``(slot, source column)`` user column ``p`` copies, if any."""
+        return self.copies[p] if p < len(self.copies) else None
 
     def renamed(self, mapping: dict[str, str]) -> LineageState:
         """The same lineage with slot columns renamed (for the right side of a join)."""
@@ -54,6 +62,8 @@ class LineageState:
             order=cells(self.order),
             keyed={mapping.get(s, s): p for s, p in self.keyed.items()},
             id_slot=mapping.get(self.id_slot, self.id_slot) if self.id_slot else None,
+            copies=tuple(None if c is None else (mapping.get(c[0], c[0]), c[1])
+                         for c in self.copies),
         )
 
     def restricted(self, slots: set[str]) -> LineageState:
@@ -70,6 +80,7 @@ class LineageState:
             order=cells(self.order),
             keyed={s: p for s, p in self.keyed.items() if s in slots},
             id_slot=self.id_slot if self.id_slot in slots else None,
+            copies=tuple(c if c is not None and c[0] in slots else None for c in self.copies),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +94,7 @@ class LineageState:
             "replay_exact": self.replay_exact,
             "keyed": {s: list(p) for s, p in self.keyed.items()},
             "id_slot": self.id_slot,
+            "copies": [None if c is None else list(c) for c in self.copies],
         }
 
     @classmethod
@@ -97,4 +109,5 @@ class LineageState:
             replay_exact=data.get("replay_exact", True),
             keyed={s: tuple(p) for s, p in data.get("keyed", {}).items()},
             id_slot=data.get("id_slot"),
+            copies=tuple(None if c is None else (c[0], c[1]) for c in data.get("copies", [])),
         )

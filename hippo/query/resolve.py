@@ -14,6 +14,7 @@ paths; its cells that contribute along no path are returned as null.
 from __future__ import annotations
 
 import json
+import re
 from functools import reduce
 from typing import Any
 
@@ -31,7 +32,41 @@ from hippo.store import tables
 __all__ = ["Resolver", "apply_where"]
 
 KEY = "__hippo_key"
-_Path = tuple[int, DataFrame, "frozenset[str] | None"]  # (source op, ids, columns)
+Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
+# (source op, ids, columns, hint: what every row of ids satisfies, or None)
+_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None"]
+
+# Up to this many chosen rows, their values are brought to the driver (a few KB) and
+# pushed into the replays and source reads as IN lists, so Spark skips files and row
+# groups by their statistics; more rows, and queries scan everything (still exact).
+_HINT_ROWS = 1000
+_BARE = re.compile(r"^`?(__c\d+)`?$")
+# Types whose values survive the trip to Python and back as literals unchanged
+# (timestamps may not: local-time conversions around DST changes).
+_HINTABLE = ("tinyint", "smallint", "int", "bigint", "string", "boolean", "date", "float",
+             "double", "decimal")
+
+
+def _few(df: DataFrame) -> list[Any] | None:
+    """The rows of ``df`` if there are at most ``_HINT_ROWS``, else None."""
+    rows = df.limit(_HINT_ROWS + 1).collect()
+    return None if len(rows) > _HINT_ROWS else rows
+
+
+def _hintable(df: DataFrame, name: str) -> bool:
+    dtype = dict(df.dtypes).get(name, "")
+    return dtype.split("(")[0] in _HINTABLE
+
+
+def _isin(col: Column, values: list[Any]) -> Column:
+    distinct = set(values)
+    known = [v for v in distinct if v is not None]
+    cond = col.isin(known) if known else F.lit(False)
+    return cond | col.isNull() if None in distinct else cond
+
+
+def _hint_cond(hint: Hint, col: Any) -> Column:
+    return reduce(lambda a, b: a & b, [_isin(col(c), v) for c, v in hint])
 
 
 def apply_where(df: DataFrame, where: str | Column, target: str) -> DataFrame:
@@ -121,20 +156,24 @@ class Resolver:
             self._frames[op_id] = df
         return self._frames[op_id]
 
-    def key_rows(self, origin: dict[str, Any]) -> DataFrame:
-        """The aggregate's input rows, each with the hash of its group key."""
+    def key_rows(self, origin: dict[str, Any], where: Column | None = None) -> DataFrame:
+        """The aggregate's input rows, each with the hash of its group key; ``where`` (over
+        positional names ``__c<i>``) keeps a superset of the rows asked about."""
         df = self.frame(origin["input_op"])
         names = df.columns
         pos = df.toDF(*[f"__c{i}" for i in range(len(names))])
+        if where is not None:
+            pos = pos.filter(where)
         key = content_hash(list(origin["keys"]), "key")
         return pos.withColumn(KEY, key).toDF(*names, KEY)
 
-    def group(self, origin: dict[str, Any]) -> tuple[DataFrame, LineageState]:
+    def group(self, origin: dict[str, Any],
+              where: Column | None = None) -> tuple[DataFrame, LineageState]:
         """Rows an aggregate or semi-join slot refers to (id column ``KEY``), and their
         lineage state: the aggregate's input rows keyed by group hash, or the right rows
         a semi join matched, keyed by the left row's id."""
         if origin["kind"] == "key":
-            return self.key_rows(origin), self.state(origin["input_op"])
+            return self.key_rows(origin, where), self.state(origin["input_op"])
         op = self.ops[origin["op"]]
         pairs = build_pairs(json.loads(op.spec), [self.frame(i) for i in op.inputs])
         state = self.state(origin["right_op"]).renamed(origin["renames"])
@@ -145,7 +184,7 @@ class Resolver:
         df = self.pinned(sink.detail["path"], sink.detail["version"])
         return df.withColumn("row_hash", content_hash([quoted(c) for c in df.columns], "row"))
 
-    def sink_rows(self, sink: Endpoint) -> DataFrame:
+    def sink_rows(self, sink: Endpoint, prefilter: Column | None = None) -> DataFrame:
         """Each written row's id, value hash and slots: stored, hashed from the written
         row's group-key columns (keyed), or rebuilt by replay."""
         if sink.detail.get("rows") == "keyed":
@@ -161,7 +200,10 @@ class Resolver:
                 F.array(*[key(s) for s in sink.detail["slots"]]).alias("slots"))
         if sink.detail.get("rows") == "replay":
             op = self.ops[sink.op_id]
-            return tables.sink_rows_of(self.frame(op.inputs[0]), list(op.columns),
+            frame = self.frame(op.inputs[0])
+            if prefilter is not None:
+                frame = frame.filter(prefilter)
+            return tables.sink_rows_of(frame, list(op.columns),
                                        sink.detail["slots"])
         return tables.read_table(self.spark, self.root, tables.SINK_ROWS).filter(
             (F.col("run_id") == self.run_id) & (F.col("sink") == sink.name)).select(
@@ -182,8 +224,46 @@ class Resolver:
         paths: list[_Path] = []
         for slot, refs in wanted.items():
             ids = rows.select(_slot_of(sink, slot).alias("id")).where(F.col("id").isNotNull())
-            self._back(state.slots[slot], ids, refs, influencing, paths)
+            values = self._key_values(state, slot, chosen, user)
+            self._back(state.slots[slot], ids, refs, influencing, paths, values)
         return self._assemble(paths)
+
+    @staticmethod
+    def _key_values(state: LineageState, slot: str, chosen: DataFrame,
+                    user: list[str]) -> list[tuple[Any, ...]] | None:
+        """The group keys of the chosen rows for a key slot they still hold, if few."""
+        positions = state.keyed.get(slot)
+        if state.slots[slot]["kind"] != "key" or positions is None:
+            return None
+        if not all(_hintable(chosen, user[p]) for p in positions):
+            return None
+        rows = _few(chosen.select(*[F.col(quoted(user[p])) for p in positions]).distinct())
+        return None if rows is None else [tuple(r) for r in rows]
+
+    def _key_hints(self, origin: dict[str, Any], inner: LineageState,
+                   values: list[tuple[Any, ...]]) -> tuple[Column | None, dict[str, Hint]]:
+        """For an aggregate's chosen group keys: a filter on its input (positional names)
+        and, per input slot, the source columns its rows must hold those values in."""
+        names = self.frame(origin["input_op"]).columns
+        user = [i for i, c in enumerate(names) if not is_hidden(c)]
+        conds: list[Column] = []
+        hints: dict[str, Hint] = {}
+        for j, key in enumerate(origin["keys"]):
+            bare = _BARE.match(key)
+            if bare is None:
+                continue
+            column = bare.group(1)
+            full = int(column[3:])
+            try:
+                conds.append(_isin(F.col(column), [v[j] for v in values]))
+            except TypeError:  # unhashable values (arrays, maps): no pushdown
+                continue
+            if full in user:
+                copy = inner.copy_at(user.index(full))
+                if copy is not None:
+                    hints.setdefault(copy[0], []).append((copy[1], [v[j] for v in values]))
+        where = reduce(lambda a, b: a & b, conds) if conds else None
+        return where, hints
 
     @staticmethod
     def _wanted(state: LineageState, positions: list[int], all_columns: bool,
@@ -201,17 +281,22 @@ class Resolver:
         return {s: frozenset(r) for s, r in wanted.items()}
 
     def _back(self, origin: dict[str, Any], ids: DataFrame, refs: frozenset[Any] | None,
-              influencing: bool, paths: list[_Path]) -> None:
+              influencing: bool, paths: list[_Path],
+              values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None) -> None:
         if origin["kind"] == "source":
-            paths.append((origin["op"], ids, refs))
+            paths.append((origin["op"], ids, refs, hint))
             return
-        rows, inner = self.group(origin)
+        where, hints = None, {}
+        if values is not None and origin["kind"] == "key":
+            where, hints = self._key_hints(origin, self.state(origin["input_op"]), values)
+        rows, inner = self.group(origin, where)
         group = rows.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
         positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
         wanted = self._wanted(inner, positions, refs is None, influencing)
         for slot, slot_refs in wanted.items():
             slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
-            self._back(inner.slots[slot], slot_ids, slot_refs, influencing, paths)
+            self._back(inner.slots[slot], slot_ids, slot_refs, influencing, paths,
+                       hint=hints.get(slot))
 
     def _assemble(self, paths: list[_Path]) -> dict[str, DataFrame]:
         by_source: dict[int, list[_Path]] = {}
@@ -222,6 +307,10 @@ class Resolver:
         for op_id, items in by_source.items():
             name = self.detail(op_id)["source"]["name"]
             src = self.frame(op_id)
+            hinted = [p[3] for p in items if p[3] and all(_hintable(src, c) for c, _ in p[3])]
+            if len(hinted) == len(items):  # every path says where its rows are
+                src = src.filter(reduce(lambda a, b: a | b, [
+                    _hint_cond(h, lambda c: F.col(quoted(c))) for h in hinted]))
             cols = [c for c in src.columns if not is_hidden(c)]
             col_sets = {p[2] for p in items}
             if len(col_sets) == 1:
@@ -257,7 +346,11 @@ class Resolver:
         src = self.frame(source.op_id)
         user = [c for c in src.columns if not is_hidden(c)]
         _check_columns(columns, user, f"source `{source.name}`")
-        chosen = apply_where(src, where, f"source `{source.name}`").select(F.col(ID).alias("id"))
+        picked = apply_where(src, where, f"source `{source.name}`")
+        chosen = picked.select(F.col(ID).alias("id"))
+        hintable = [c for c in user if _hintable(src, c)]
+        few = _few(picked.select(*[F.col(quoted(c)) for c in hintable])) if hintable else None
+        values = None if few is None else {c: [r[i] for r in few] for i, c in enumerate(hintable)}
         wanted_cols = None if columns is None else frozenset(columns)
         out: dict[str, DataFrame] = {}
         for sink in sinks:
@@ -265,12 +358,17 @@ class Resolver:
             reached = []
             for slot, origin in state.slots.items():
                 refs = None if wanted_cols is None else self._slot_refs(state, slot, None)
-                ids = self._reach(origin, refs, source.op_id, chosen, wanted_cols)
+                ids = self._reach(origin, refs, source.op_id, chosen, wanted_cols, values)
                 if ids is not None:
                     reached.append((slot, ids))
             if not reached:
                 continue
-            hit = self._flag_any(self.sink_rows(sink), reached,
+            prefilter = None
+            if sink.detail.get("rows") == "replay":
+                frame = self.frame(self.ops[sink.op_id].inputs[0])
+                prefilter = self._copies_filter(state, frame.columns, [s for s, _ in reached],
+                                                source.op_id, values, positional=False)
+            hit = self._flag_any(self.sink_rows(sink, prefilter), reached,
                                  lambda slot, sink=sink: _slot_of(sink, slot))
             written = self.written(sink).dropDuplicates(["row_hash"])
             names = [c for c in written.columns if c != "row_hash"]
@@ -289,24 +387,58 @@ class Resolver:
         return frozenset(r for s, r in cells if s == slot)
 
     def _reach(self, origin: dict[str, Any], refs: frozenset[Any] | None, source_op: int,
-               chosen: DataFrame, columns: frozenset[str] | None) -> DataFrame | None:
+               chosen: DataFrame, columns: frozenset[str] | None,
+               values: dict[str, list[Any]] | None = None) -> DataFrame | None:
         if origin["kind"] == "source":
             if origin["op"] != source_op:
                 return None
             if columns is not None and not (refs or frozenset()) & columns:
                 return None
             return chosen
-        rows, inner = self.group(origin)
+        inner = self.state(origin["input_op"] if origin["kind"] == "key" else origin["right_op"])
+        if origin["kind"] != "key":
+            inner = inner.renamed(origin["renames"])
         reached = []
         for slot, inner_origin in inner.slots.items():
             inner_refs = None if refs is None else self._slot_refs(inner, slot, refs)
-            ids = self._reach(inner_origin, inner_refs, source_op, chosen, columns)
+            ids = self._reach(inner_origin, inner_refs, source_op, chosen, columns, values)
             if ids is not None:
                 reached.append((slot, ids))
         if not reached:
             return None
+        where = None
+        if origin["kind"] == "key":
+            names = self.frame(origin["input_op"]).columns
+            where = self._copies_filter(inner, names, [s for s, _ in reached], source_op,
+                                        values, positional=True)
+        rows, inner = self.group(origin, where)
         hit = self._flag_any(rows, reached, F.col)
         return hit.select(F.col(KEY).alias("id")).distinct()
+
+    @staticmethod
+    def _copies_filter(state: LineageState, names: list[str], slots: list[str],
+                       source_op: int, values: dict[str, list[Any]] | None,
+                       positional: bool) -> Column | None:
+        """A filter on a frame (columns ``names``) keeping every row whose slots in
+        ``slots`` may hold a chosen source row: its copies of that row's columns hold
+        the chosen values. None when some slot has no such copy (scan everything)."""
+        if values is None:
+            return None
+        user = [i for i, c in enumerate(names) if not is_hidden(c)]
+        ors: list[Column] = []
+        for slot in slots:
+            origin = state.slots[slot]
+            if origin["kind"] != "source" or origin["op"] != source_op:
+                return None
+            hint = [(u, copy[1]) for u in range(len(user))
+                    if (copy := state.copy_at(u)) is not None and copy[0] == slot
+                    and copy[1] in values]
+            if not hint:
+                return None
+            ors.append(reduce(lambda a, b: a & b, [
+                _isin(F.col(f"__c{user[u]}") if positional else F.col(quoted(names[user[u]])),
+                      values[c]) for u, c in hint]))
+        return reduce(lambda a, b: a | b, ors) if ors else None
 
     @staticmethod
     def _flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame]], slot_col) -> DataFrame:
