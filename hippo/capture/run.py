@@ -147,7 +147,7 @@ class Run:
         # and appends of operators rows while the sinks are computed. ``_finish`` waits
         # for all of it before the ``runs`` row makes the run visible.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-run")
-        self._checks: list[tuple[str, Future]] = []
+        self._checks: list[Future] = []
         self._appends: list[Future] = []
         self._flushed = 0
 
@@ -297,8 +297,8 @@ class Run:
                 f"`{step}` at {_code_location()} could not be recorded: "
                 f"{str(err).strip().splitlines()[0][:300]}") from err
         where = _code_location()
-        self._checks.append((f"`{step}` at {where}", self._pool.submit(
-            _check_replay, step, where, analysis.spec, in_dfs, new.schema.simpleString())))
+        self._checks.append(self._pool.submit(
+            _check_replay, step, where, analysis.spec, in_dfs, new.schema.simpleString()))
         out_cols = new.columns
         in_cols = [t._df.columns for t in inputs]
         user_pos = [[i for i, c in enumerate(cols) if not is_hidden(c)] for cols in in_cols]
@@ -419,17 +419,9 @@ class Run:
         """Wait for the background work; the first failure (a step that cannot be
         replayed, or an operators append that failed), if any."""
         failure: BaseException | None = None
-        for _, future in self._checks:
+        for future in [*self._checks, *self._appends]:
             exc = future.exception()
             if exc is not None and failure is None:
-                failure = exc
-        for future in self._appends:
-            exc = future.exception()
-            if exc is not None:
-                # Rows of a failed append may or may not be in the table; write them all
-                # again with the rest (queries only read runs that succeeded).
-                self._flushed = 0
-                if failure is None:
-                    failure = exc
+                failure = exc  # the run is recorded as failed; queries never read it
         self._pool.shutdown(wait=True)
         return failure

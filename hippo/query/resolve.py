@@ -14,7 +14,6 @@ paths; its cells that contribute along no path are returned as null.
 from __future__ import annotations
 
 import json
-import re
 from functools import reduce
 from typing import Any
 
@@ -27,47 +26,14 @@ from hippo.capture.sources import check_readable, read_source
 from hippo.capture.state import Cell, LineageState
 from hippo.errors import InvalidWhereError, UnknownColumnError
 from hippo.query.catalog import Endpoint
+from hippo.query.pushdown import BARE, Hint, copies_filter, few, hint_cond, hintable, isin
 from hippo.store import tables
 
 __all__ = ["Resolver", "apply_where"]
 
 KEY = "__hippo_key"
-Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
 # (source op, ids, columns, hint: what every row of ids satisfies, or None)
 _Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None"]
-
-# Up to this many chosen rows, their values are brought to the driver (a few KB) and
-# pushed into the replays and source reads as IN lists, so Spark skips files and row
-# groups by their statistics; more rows, and queries scan everything (still exact).
-_HINT_ROWS = 1000
-_BARE = re.compile(r"^`?(__c\d+)`?$")
-# Types whose values survive the trip to Python and back as literals unchanged
-# (timestamps may not: local-time conversions around DST changes).
-_HINTABLE = ("tinyint", "smallint", "int", "bigint", "string", "boolean", "date", "float",
-             "double", "decimal")
-
-
-def _few(df: DataFrame) -> list[Any] | None:
-    """The rows of ``df`` if there are at most ``_HINT_ROWS``, else None."""
-    rows = df.limit(_HINT_ROWS + 1).collect()
-    return None if len(rows) > _HINT_ROWS else rows
-
-
-def _hintable(df: DataFrame, name: str) -> bool:
-    dtype = dict(df.dtypes).get(name, "")
-    return dtype.split("(")[0] in _HINTABLE
-
-
-def _isin(col: Column, values: list[Any]) -> Column:
-    distinct = set(values)
-    known = [v for v in distinct if v is not None]
-    cond = col.isin(known) if known else F.lit(False)
-    return cond | col.isNull() if None in distinct else cond
-
-
-def _hint_cond(hint: Hint, col: Any) -> Column:
-    return reduce(lambda a, b: a & b, [_isin(col(c), v) for c, v in hint])
-
 
 def apply_where(df: DataFrame, where: str | Column, target: str) -> DataFrame:
     """``df`` filtered by ``where``, or InvalidWhereError naming what is wrong."""
@@ -235,9 +201,9 @@ class Resolver:
         positions = state.keyed.get(slot)
         if state.slots[slot]["kind"] != "key" or positions is None:
             return None
-        if not all(_hintable(chosen, user[p]) for p in positions):
+        if not all(hintable(chosen, user[p]) for p in positions):
             return None
-        rows = _few(chosen.select(*[F.col(quoted(user[p])) for p in positions]).distinct())
+        rows = few(chosen.select(*[F.col(quoted(user[p])) for p in positions]).distinct())
         return None if rows is None else [tuple(r) for r in rows]
 
     def _key_hints(self, origin: dict[str, Any], inner: LineageState,
@@ -249,15 +215,12 @@ class Resolver:
         conds: list[Column] = []
         hints: dict[str, Hint] = {}
         for j, key in enumerate(origin["keys"]):
-            bare = _BARE.match(key)
+            bare = BARE.match(key)
             if bare is None:
                 continue
             column = bare.group(1)
             full = int(column[3:])
-            try:
-                conds.append(_isin(F.col(column), [v[j] for v in values]))
-            except TypeError:  # unhashable values (arrays, maps): no pushdown
-                continue
+            conds.append(isin(F.col(column), [v[j] for v in values]))
             if full in user:
                 copy = inner.copy_at(user.index(full))
                 if copy is not None:
@@ -307,10 +270,10 @@ class Resolver:
         for op_id, items in by_source.items():
             name = self.detail(op_id)["source"]["name"]
             src = self.frame(op_id)
-            hinted = [p[3] for p in items if p[3] and all(_hintable(src, c) for c, _ in p[3])]
+            hinted = [p[3] for p in items if p[3] and all(hintable(src, c) for c, _ in p[3])]
             if len(hinted) == len(items):  # every path says where its rows are
                 src = src.filter(reduce(lambda a, b: a | b, [
-                    _hint_cond(h, lambda c: F.col(quoted(c))) for h in hinted]))
+                    hint_cond(h, lambda c: F.col(quoted(c))) for h in hinted]))
             cols = [c for c in src.columns if not is_hidden(c)]
             col_sets = {p[2] for p in items}
             if len(col_sets) == 1:
@@ -348,9 +311,9 @@ class Resolver:
         _check_columns(columns, user, f"source `{source.name}`")
         picked = apply_where(src, where, f"source `{source.name}`")
         chosen = picked.select(F.col(ID).alias("id"))
-        hintable = [c for c in user if _hintable(src, c)]
-        few = _few(picked.select(*[F.col(quoted(c)) for c in hintable])) if hintable else None
-        values = None if few is None else {c: [r[i] for r in few] for i, c in enumerate(hintable)}
+        pushable = [c for c in user if hintable(src, c)]
+        rows = few(picked.select(*[F.col(quoted(c)) for c in pushable])) if pushable else None
+        values = None if rows is None else {c: [r[i] for r in rows] for i, c in enumerate(pushable)}
         wanted_cols = None if columns is None else frozenset(columns)
         out: dict[str, DataFrame] = {}
         for sink in sinks:
@@ -366,7 +329,7 @@ class Resolver:
             prefilter = None
             if sink.detail.get("rows") == "replay":
                 frame = self.frame(self.ops[sink.op_id].inputs[0])
-                prefilter = self._copies_filter(state, frame.columns, [s for s, _ in reached],
+                prefilter = copies_filter(state, frame.columns, [s for s, _ in reached],
                                                 source.op_id, values, positional=False)
             hit = self._flag_any(self.sink_rows(sink, prefilter), reached,
                                  lambda slot, sink=sink: _slot_of(sink, slot))
@@ -409,36 +372,11 @@ class Resolver:
         where = None
         if origin["kind"] == "key":
             names = self.frame(origin["input_op"]).columns
-            where = self._copies_filter(inner, names, [s for s, _ in reached], source_op,
+            where = copies_filter(inner, names, [s for s, _ in reached], source_op,
                                         values, positional=True)
         rows, inner = self.group(origin, where)
         hit = self._flag_any(rows, reached, F.col)
         return hit.select(F.col(KEY).alias("id")).distinct()
-
-    @staticmethod
-    def _copies_filter(state: LineageState, names: list[str], slots: list[str],
-                       source_op: int, values: dict[str, list[Any]] | None,
-                       positional: bool) -> Column | None:
-        """A filter on a frame (columns ``names``) keeping every row whose slots in
-        ``slots`` may hold a chosen source row: its copies of that row's columns hold
-        the chosen values. None when some slot has no such copy (scan everything)."""
-        if values is None:
-            return None
-        user = [i for i, c in enumerate(names) if not is_hidden(c)]
-        ors: list[Column] = []
-        for slot in slots:
-            origin = state.slots[slot]
-            if origin["kind"] != "source" or origin["op"] != source_op:
-                return None
-            hint = [(u, copy[1]) for u in range(len(user))
-                    if (copy := state.copy_at(u)) is not None and copy[0] == slot
-                    and copy[1] in values]
-            if not hint:
-                return None
-            ors.append(reduce(lambda a, b: a & b, [
-                _isin(F.col(f"__c{user[u]}") if positional else F.col(quoted(names[user[u]])),
-                      values[c]) for u, c in hint]))
-        return reduce(lambda a, b: a | b, ors) if ors else None
 
     @staticmethod
     def _flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame]], slot_col) -> DataFrame:

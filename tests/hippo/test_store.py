@@ -185,7 +185,7 @@ def test_sources_and_sinks_are_checked_when_recorded(store, flights, tmp_path):
 
 def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, tmp_path,
                                                                    monkeypatch):
-    from hippo.query import resolve
+    from hippo.query import pushdown
 
     orders = spark.createDataFrame(
         [(k, k % 3 if k % 5 else None, float(k)) for k in range(40)],
@@ -213,7 +213,7 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
         return out
 
     pushed = answers()
-    monkeypatch.setattr(resolve, "_HINT_ROWS", 0)  # every query scans everything
+    monkeypatch.setattr(pushdown, "_HINT_ROWS", 0)  # every query scans everything
     store._resolvers.clear()
     scanned = answers()
     assert pushed == scanned
