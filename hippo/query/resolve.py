@@ -26,12 +26,16 @@ from hippo.capture.sources import check_readable, read_source
 from hippo.capture.state import Cell, LineageState
 from hippo.errors import InvalidWhereError, UnknownColumnError
 from hippo.query.catalog import Endpoint
-from hippo.query.pushdown import BARE, Hint, copies_filter, few, hint_cond, hintable, isin
+from hippo.query.pushdown import (
+    BARE, HINTABLE, Hint, copies_filter, few, hint_cond, hintable, isin)
 from hippo.store import tables
 
 __all__ = ["Resolver", "apply_where"]
 
 KEY = "__hippo_key"
+# Source columns per slot whose values an aggregate's group passes on to the source read
+# (a source's first columns are usually its key, which its files are often sorted by).
+_COPIES = 2
 # (source op, ids, columns, hint: what every row of ids satisfies, or None)
 _Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None"]
 
@@ -70,15 +74,19 @@ def _slot_of(sink: Endpoint, slot: str) -> Column:
     return F.col("slots")[sink.detail["slots"].index(slot)]
 
 
-def _keep_if_any(out: dict[str, DataFrame], name: str, result: DataFrame) -> None:
-    """Compute an answer once (kept on the executors) and keep it if it has rows.
+def _nonempty(answers: dict[str, DataFrame]) -> dict[str, DataFrame]:
+    """Compute each answer once (kept on the executors) and keep those with rows.
 
     Checking emptiness and then letting the user count would run the whole lineage
-    query twice; a local checkpoint runs it once.
+    query twice; a local checkpoint runs it once. (Computing the answers concurrently
+    gained nothing measurable on 2 cores.)
     """
-    result = result.localCheckpoint(eager=True)
-    if not result.isEmpty():
-        out[name] = result
+    out = {}
+    for name, result in answers.items():
+        result = result.localCheckpoint(eager=True)
+        if not result.isEmpty():
+            out[name] = result
+    return out
 
 
 class Resolver:
@@ -95,7 +103,7 @@ class Resolver:
         )
         self.ops = {r.op_id: r for r in rows}
         self._frames: dict[int, DataFrame] = {}
-        self._pinned: dict[tuple[str, int], DataFrame] = {}
+        self._pinned: dict[tuple[str, int, bool], DataFrame] = {}
 
     # -- replay -------------------------------------------------------------------------
     def state(self, op_id: int) -> LineageState:
@@ -104,11 +112,13 @@ class Resolver:
     def detail(self, op_id: int) -> dict[str, Any]:
         return json.loads(self.ops[op_id].detail)
 
-    def pinned(self, path: str, version: int) -> DataFrame:
-        """A pinned Delta version, checked readable once per query session."""
-        if (path, version) not in self._pinned:
-            self._pinned[(path, version)] = check_readable(self.spark, path, version)
-        return self._pinned[(path, version)]
+    def pinned(self, path: str, version: int, plain: bool = True) -> DataFrame:
+        """A pinned Delta version, checked readable once per query session (read as
+        plain Parquet where that gives the same rows, unless ``plain`` is False)."""
+        if (path, version, plain) not in self._pinned:
+            self._pinned[(path, version, plain)] = check_readable(self.spark, path, version,
+                                                                  plain)
+        return self._pinned[(path, version, plain)]
 
     def frame(self, op_id: int) -> DataFrame:
         """The step's output as the run computed it, hidden columns included."""
@@ -116,7 +126,9 @@ class Resolver:
             op = self.ops[op_id]
             if op.step == "source":
                 info = self.detail(op_id)["source"]
-                df = read_source(self.spark, info, self.pinned(info["path"], info["version"]))
+                pinned = self.pinned(info["path"], info["version"],
+                                     plain=info.get("ids") != "row_tracking")
+                df = read_source(self.spark, info, pinned)
             else:
                 df = build_step(json.loads(op.spec), [self.frame(i) for i in op.inputs])
             self._frames[op_id] = df
@@ -253,13 +265,55 @@ class Resolver:
         if values is not None and origin["kind"] == "key":
             where, hints = self._key_hints(origin, self.state(origin["input_op"]), values)
         rows, inner = self.group(origin, where)
-        group = rows.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
         positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
         wanted = self._wanted(inner, positions, refs is None, influencing)
+        # User columns by position (names may repeat after a join); slots keep theirs.
+        group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
+        group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
+        copies = self._group_copies(origin, inner, rows, wanted) if values is not None else {}
+        if len(wanted) > 1 or copies:
+            # Every slot's answer reads the same group: compute it once (its ids, and
+            # the copies of source columns that say where those source rows are).
+            kept = [F.col(slot) for slot in wanted] + [
+                F.col(f"__v{i}") for pairs in copies.values() for i, _ in pairs]
+            group = group.select(*kept).localCheckpoint(eager=True)
+        if copies:
+            for slot, hint in self._group_hints(group, copies).items():
+                hints[slot] = hints.get(slot, []) + hint
         for slot, slot_refs in wanted.items():
             slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
             self._back(inner.slots[slot], slot_ids, slot_refs, influencing, paths,
                        hint=hints.get(slot))
+
+    def _group_copies(self, origin: dict[str, Any], inner: LineageState, rows: DataFrame,
+                      wanted: dict[str, Any]) -> dict[str, list[tuple[int, str]]]:
+        """Per wanted source slot of an aggregate's group, the group's first columns (by
+        position) that are unchanged copies of that source row's columns: at most
+        ``_COPIES``, as a large group is kept whole on the executors with them."""
+        if origin["kind"] != "key":
+            return {}
+        dtypes = rows.dtypes
+        user = [i for i, c in enumerate(rows.columns) if not is_hidden(c)]
+        copies: dict[str, list[tuple[int, str]]] = {}
+        for u, i in enumerate(user):
+            copy = inner.copy_at(u)
+            if (copy is not None and copy[0] in wanted
+                    and inner.slots[copy[0]]["kind"] == "source"
+                    and dtypes[i][1].split("(")[0] in HINTABLE
+                    and len(copies.get(copy[0], [])) < _COPIES):
+                copies.setdefault(copy[0], []).append((i, copy[1]))
+        return copies
+
+    @staticmethod
+    def _group_hints(group: DataFrame, copies: dict[str, list[tuple[int, str]]]
+                     ) -> dict[str, Hint]:
+        """The values the group's rows hold in each copy, if the group is small."""
+        cols = [i for pairs in copies.values() for i, _ in pairs]
+        found = few(group.select(*[f"__v{i}" for i in cols]))  # reads at most 1,001 rows
+        if found is None:
+            return {}
+        return {slot: [(source_col, [r[f"__v{i}"] for r in found]) for i, source_col in pairs]
+                for slot, pairs in copies.items()}
 
     def _assemble(self, paths: list[_Path]) -> dict[str, DataFrame]:
         by_source: dict[int, list[_Path]] = {}
@@ -284,8 +338,8 @@ class Resolver:
                     *[F.col(f"`{c}`") for c in keep], F.col(ID).alias("hippo_row_id"))
             else:
                 result = self._nulled(src, cols, items)
-            _keep_if_any(out, name, result)
-        return out
+            out[name] = result
+        return _nonempty(out)
 
     @staticmethod
     def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
@@ -337,8 +391,8 @@ class Resolver:
             names = [c for c in written.columns if c != "row_hash"]
             result = written.join(hit.select("row_hash", "hippo_row_id"), "row_hash").select(
                 *[F.col(f"`{c}`") for c in names], "hippo_row_id")
-            _keep_if_any(out, sink.name, result)
-        return out
+            out[sink.name] = result
+        return _nonempty(out)
 
     @staticmethod
     def _slot_refs(state: LineageState, slot: str,

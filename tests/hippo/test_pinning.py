@@ -81,3 +81,39 @@ def test_a_row_tracked_table_uses_deltas_own_row_ids(spark, store, tmp_path):
     assert {r.id: r.hippo_row_id for r in back} == {3: expected[3], 4: expected[4]}
     fwd = store.forward("src", where="id = 2")["totals"].collect()
     assert [(r.grp, r.n) for r in fwd] == [("a", 1)]
+
+
+def test_plain_tables_are_read_as_parquet_and_answer_the_same(spark, store, source, tmp_path):
+    from hippo.capture.sources import check_readable
+
+    def file_format(df):
+        leaf = df._jdf.queryExecution().analyzed().collectLeaves().head()
+        return leaf.relation().fileFormat().getClass().getSimpleName()
+
+    plain = check_readable(spark, source, 0, plain=True)
+    delta = check_readable(spark, source, 0, plain=False)
+    assert (file_format(plain), file_format(delta)) == ("ParquetFileFormat",
+                                                        "DeltaParquetFileFormat")
+    assert sorted(plain.collect()) == sorted(delta.collect())
+    _record(store, source, str(tmp_path / "out"))
+    back = store.backward("totals", where="grp = 'b'")["src"]
+    assert sorted(r.id for r in back.collect()) == [3, 4]
+
+
+@pytest.mark.parametrize("layout", ["deletion_vectors", "partitioned"])
+def test_tables_parquet_alone_cannot_read_are_read_through_delta(spark, store, tmp_path, layout):
+    # Rows deleted by a deletion vector are still in the Parquet file; partition values
+    # are not in the files at all. Either way the answer must be what the run read.
+    path = str(tmp_path / "src")
+    writer = spark.createDataFrame(ROWS, SCHEMA).coalesce(1).write.format("delta")
+    if layout == "deletion_vectors":
+        writer.option("delta.enableDeletionVectors", "true").save(path)
+        DeltaTable.forPath(spark, path).delete("id = 3")
+        assert any(r.operationMetrics.get("numDeletionVectorsAdded", "0") != "0" for r in
+                   DeltaTable.forPath(spark, path).history(1).collect())
+    else:
+        writer.partitionBy("grp").save(path)
+    _record(store, path, str(tmp_path / "out"))
+    back = store.backward("totals", where="true")["src"].collect()
+    expected = {(i, g) for i, g, _ in ROWS if layout != "deletion_vectors" or i != 3}
+    assert {(r.id, r.grp) for r in back} == expected
