@@ -7,6 +7,8 @@ gives (1) for every output column, the input columns its expression references
 fix the lineage type, (4) whether every expression is deterministic, and (5) a *spec*: the
 same nodes as plain data (expressions as SQL over positional column names), from which
 :mod:`hippo.capture.replay` rebuilds the step on freshly read inputs in any process.
+Most of a spec's SQL is rendered later (:class:`_Sql`, :func:`rendered`), off the path
+of the user's pipeline.
 
 Not checked here: that a spec's SQL parses back; the caller replays it once at capture
 time and compares schemas, which catches that.
@@ -69,11 +71,45 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+_SUBQUERIES = {"ScalarSubquery", "ListQuery", "Exists", "InSubquery", "LateralSubquery"}
+
+
+class _Sql:
+    """An expression's SQL over positional column names, rendered on first use.
+
+    Renaming an expression's attributes takes a few Py4J calls per tree node; a step
+    leaves that to the run's background thread (replay check, operators append) instead
+    of paying it while the user's pipeline is being built.
+    """
+
+    __slots__ = ("_walker", "_expr", "_names", "_alias", "_text")
+
+    def __init__(self, walker: _Walker, expr: JavaObject, names: dict[int, str],
+                 alias: str | None) -> None:
+        self._walker, self._expr, self._names, self._alias = walker, expr, names, alias
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            sql = str(self._walker._rename(self._expr, self._names).sql())
+            self._text = sql if self._alias is None else f"{sql} AS {_quote(self._alias)}"
+        return self._text
+
+
+def rendered(spec: Any) -> Any:
+    """``spec`` with every deferred expression rendered to its SQL text."""
+    if isinstance(spec, dict):
+        return {k: rendered(v) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [rendered(v) for v in spec]
+    return str(spec) if isinstance(spec, _Sql) else spec
+
+
 class _Walker:
-    def __init__(self, jvm: Any, inputs: list[JavaObject]) -> None:
+    def __init__(self, jvm: Any, inputs: list[JavaObject], input_ids: list[list[int]]) -> None:
         self._jvm = jvm
         self._inputs = inputs
-        self._input_ids = [[a.exprId().id() for a in _seq(p.output())] for p in inputs]
+        self._input_ids = input_ids
         self._empty = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList())
         self.influencing: set[Ref] = set()
         self.kinds: list[str] = []
@@ -81,6 +117,7 @@ class _Walker:
         self.group_keys: list[str] = []
         self.order: set[Ref] = set()
         self.same: dict[int, Ref] = {}
+        self._trees: dict[int, tuple[JavaObject, list[dict[str, Any]]]] = {}
         self.not_same: set[int] = set()
         self._loose: int | None = None
 
@@ -101,7 +138,7 @@ class _Walker:
                     "(correlated subqueries are not supported)"
                 )
             return expr.withName(names[eid]).withQualifier(self._empty)
-        if cls in ("ScalarSubquery", "ListQuery", "Exists", "InSubquery", "LateralSubquery"):
+        if cls in _SUBQUERIES:
             raise UnsupportedStepError(f"subquery expression `{expr.sql()}` is not supported")
         children = _seq(expr.children())
         if not children:
@@ -113,23 +150,45 @@ class _Walker:
             self.deterministic = False
         return str(self._rename(expr, names).sql())
 
-    def _named_sql(self, expr: JavaObject, names: dict[int, str]) -> str:
-        sql = self._sql(expr, names)
-        if _cls(expr) == "AttributeReference":
-            sql = f"{sql} AS {_quote(expr.name())}"
-        return sql
+    def _later(self, expr: JavaObject, names: dict[int, str], named: bool = False) -> _Sql:
+        """``expr``'s SQL over positional names, rendered when the spec is first written
+        out (in the run's background thread). What the step needs now is checked now,
+        from the expression's JSON (one call): determinism, subqueries, and references
+        outside the step's input."""
+        if not expr.deterministic():
+            self.deterministic = False
+        tree = self._tree(expr)
+        alias = None
+        for node in tree:
+            cls = node["class"].rsplit(".", 1)[-1]
+            if cls in _SUBQUERIES:
+                raise UnsupportedStepError(f"subquery expression `{expr.sql()}` is not supported")
+            if cls == "AttributeReference" and int(node["exprId"]["id"]) not in names:
+                raise UnsupportedStepError(
+                    f"expression `{expr.sql()}` references a column outside its input "
+                    "(correlated subqueries are not supported)")
+        if named and tree[0]["class"].endswith(_ATTR):
+            alias = str(tree[0]["name"])
+        return _Sql(self, expr, names, alias)
 
-    @staticmethod
-    def _refs(expr: JavaObject) -> list[int]:
-        return [a.exprId().id() for a in _seq(expr.references().toSeq())]
+    def _tree(self, expr: JavaObject) -> list[dict[str, Any]]:
+        key = id(expr)
+        if key not in self._trees:
+            self._trees[key] = (expr, json.loads(expr.toJSON()))
+        return self._trees[key][1]
+
+    def _refs(self, expr: JavaObject) -> list[int]:
+        """Ids of the attributes ``expr`` references (``Expression.references``)."""
+        return [int(n["exprId"]["id"]) for n in self._tree(expr) if n["class"].endswith(_ATTR)]
 
     # -- nodes ------------------------------------------------------------------------
-    def _match_input(self, node: JavaObject) -> int | None:
+    def _match_input(self, node: JavaObject) -> tuple[int, bool] | None:
+        """(input index, whether ``node`` is that input's plan itself) or None."""
         for i, plan in enumerate(self._inputs):
             if node.fastEquals(plan):
-                return i
+                return i, True
         if self._loose is not None and node.sameResult(self._inputs[self._loose]):
-            return self._loose
+            return self._loose, False
         return None
 
     def _contains_input(self, node: JavaObject) -> bool:
@@ -152,8 +211,9 @@ class _Walker:
         finally:
             self._loose = saved
 
-    def _boundary(self, node: JavaObject, i: int) -> tuple[list[int], dict[int, set[Ref]], dict]:
-        ids = [a.exprId().id() for a in _seq(node.output())]
+    def _boundary(self, node: JavaObject, i: int,
+                  exact: bool) -> tuple[list[int], dict[int, set[Ref]], dict]:
+        ids = self._input_ids[i] if exact else [a.exprId().id() for a in _seq(node.output())]
         if len(ids) != len(self._input_ids[i]):
             raise UnsupportedStepError("a join or union input changed shape during analysis")
         self.same.update({eid: (i, pos) for pos, eid in enumerate(ids)})
@@ -161,9 +221,9 @@ class _Walker:
 
     def walk(self, node: JavaObject):
         """Return (output exprIds, exprId -> input refs, spec) for ``node``."""
-        i = self._match_input(node)
-        if i is not None:
-            return self._boundary(node, i)
+        match = self._match_input(node)
+        if match is not None:
+            return self._boundary(node, *match)
         cls = _cls(node)
         self.kinds.append(cls)
         handler = getattr(self, f"_node_{cls}", None)
@@ -227,7 +287,7 @@ class _Walker:
                     if inner in self.not_same:
                         self.not_same.add(eid)
             else:
-                sqls.append(self._named_sql(e, names))
+                sqls.append(self._later(e, names, named=True))
             ids.append(eid)
             out_names.append(str(top["name"]))
             out_refs[eid] = self._map(refs, attrs)
@@ -238,7 +298,7 @@ class _Walker:
         ids, refs, spec, names = self._child(node)
         cond = node.condition()
         self.influencing |= self._map(refs, self._refs(cond))
-        return ids, refs, {"op": "filter", "cond": self._sql(cond, names), "child": spec,
+        return ids, refs, {"op": "filter", "cond": self._later(cond, names), "child": spec,
                            "names": self._out_names(node)}
 
     def _node_Aggregate(self, node: JavaObject):
@@ -251,7 +311,7 @@ class _Walker:
         out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in aggs}
         return [e.exprId().id() for e in aggs], out_refs, {
             "op": "aggregate", "groups": self.group_keys,
-            "aggs": [self._named_sql(e, names) for e in aggs], "child": spec,
+            "aggs": [self._later(e, names, named=True) for e in aggs], "child": spec,
             "names": self._out_names(node)}
 
     def _node_Distinct(self, node: JavaObject):
@@ -284,8 +344,9 @@ class _Walker:
         cond = node.condition()
         cond_sql = None
         if cond.isDefined():
-            self.influencing |= self._map(refs, self._refs(cond.get()))
-            cond_sql = self._sql(cond.get(), names)
+            expr = cond.get()
+            self.influencing |= self._map(refs, self._refs(expr))
+            cond_sql = self._later(expr, names)
         ids = lids if how in ("left_semi", "left_anti") else lids + rids
         if how in ("left", "full"):
             self.not_same.update(rids)
@@ -319,7 +380,7 @@ class _Walker:
         orders = []
         for o in _seq(node.order()):
             self.order |= self._map(refs, self._refs(o))
-            orders.append([self._sql(o.child(), names), _cls(o.direction()) == "Ascending",
+            orders.append([self._later(o.child(), names), _cls(o.direction()) == "Ascending",
                            _cls(o.nullOrdering()) == "NullsFirst"])
         return ids, refs, {"op": "sort", "orders": orders, "global": bool(getattr(node, "global")()),
                            "child": spec, "names": self._out_names(node)}
@@ -356,12 +417,23 @@ class _Walker:
                                "names": self._out_names(node)}
 
 
+def _output_ids(df: DataFrame, plan: JavaObject) -> list[int]:
+    """The attribute ids of ``df``'s output, remembered on ``df`` (a DataFrame's analyzed
+    plan never changes, and each step's output is the next step's input)."""
+    ids = getattr(df, "_hippo_output_ids", None)
+    if ids is None:
+        ids = [a.exprId().id() for a in _seq(plan.output())]
+        df._hippo_output_ids = ids
+    return ids
+
+
 def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
     """Lineage of the nodes ``result``'s plan adds on top of ``inputs``' plans."""
     jvm = result.sparkSession._jvm
     plans = [df._jdf.queryExecution().analyzed() for df in inputs]
-    walker = _Walker(jvm, plans)
+    walker = _Walker(jvm, plans, [_output_ids(df, plan) for df, plan in zip(inputs, plans)])
     ids, refs, spec = walker.walk(result._jdf.queryExecution().analyzed())
+    result._hippo_output_ids = ids  # the next step's input: its ids are known now
     return StepAnalysis(
         contributing=[set(refs.get(eid, set())) for eid in ids],
         influencing=walker.influencing,

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from hippo.capture.ids import ID, SLOT_PREFIX, derived_id, is_hidden
 from hippo.capture.kinds import source_lineage_type, step_lineage_type
-from hippo.capture.plan import analyze_step
+from hippo.capture.plan import analyze_step, rendered
 from hippo.capture.replay import build_step
 from hippo.capture.sources import describe, latest_version, read_source
 from hippo.capture.state import Cell, LineageState
@@ -63,11 +63,20 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
 
 
+def _spec_json(spec: dict[str, Any]) -> str:
+    """The spec as JSON; ``null`` for one that cannot be rendered, whose step's replay
+    check has failed with the reason (so the run's status already says so)."""
+    try:
+        return json.dumps(rendered(spec))
+    except Exception:  # noqa: BLE001 -- reported by the replay check of the same spec
+        return "null"
+
+
 def _check_replay(step: str, where: str, spec: dict[str, Any], inputs: list[DataFrame],
                   expected: str) -> None:
     """Raise UnsupportedStepError unless ``spec`` replays to the schema the run computed."""
     try:
-        got = build_step(spec, inputs).schema.simpleString()
+        got = build_step(rendered(spec), inputs).schema.simpleString()
     except Exception as err:  # an expression whose SQL does not parse back, say
         raise UnsupportedStepError(
             f"`{step}` at {where} could not be recorded: "
@@ -247,8 +256,12 @@ class Run:
         rows = self._ops[self._flushed:]
         self._flushed = len(self._ops)
         if rows:
-            self._appends.append(self._pool.submit(
-                tables.append_rows, self.spark, self.store.path, tables.OPERATORS, rows))
+            self._appends.append(self._pool.submit(self._append_ops, rows))
+
+    def _append_ops(self, rows: list[dict[str, Any]]) -> None:
+        """Append operators rows, their specs rendered to SQL text first."""
+        tables.append_rows(self.spark, self.store.path, tables.OPERATORS, [
+            {**row, "spec": _spec_json(row["spec"])} for row in rows])
 
     # -- used by TrackedDataFrame ---------------------------------------------------------
     def _new_slot(self) -> str:
@@ -378,7 +391,7 @@ class Run:
         self._ops.append({
             "run_id": self.run_id, "op_id": op_id, "step": step, "inputs": inputs,
             "kinds": kinds, "lineage": json.dumps(lineage.to_json()),
-            "spec": json.dumps(spec), "state": json.dumps(state.to_json()),
+            "spec": spec, "state": json.dumps(state.to_json()),  # spec: JSON when appended
             "columns": columns, "deterministic": deterministic,
             "code_location": _code_location(), "detail": json.dumps(detail),
         })
@@ -398,8 +411,7 @@ class Run:
         message = None if error is None else f"{type(error).__name__}: {error}"[:2000]
         if error is None and not self._sinks:
             status, message = "failed", "the run wrote no sink"
-        tables.append_rows(self.spark, self.store.path, tables.OPERATORS,
-                           self._ops[self._flushed:])
+        self._append_ops(self._ops[self._flushed:])
         import pyspark
 
         from hippo import __version__

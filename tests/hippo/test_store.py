@@ -183,6 +183,16 @@ def test_sources_and_sinks_are_checked_when_recorded(store, flights, tmp_path):
             run.source("flights", flights).fillna(0)
 
 
+def test_a_subquery_is_refused_at_the_step_that_uses_it(store, flights, tmp_path):
+    # Its spec's SQL is rendered later, in the background; the refusal must not wait.
+    with store.run("subquery") as run:
+        src = run.source("flights", flights)
+        with pytest.raises(hippo.UnsupportedStepError, match="subquery expression"):
+            src.filter(F.expr("flight IN (SELECT id FROM range(2))"))
+        run.sink("kept", src.filter("flight > 1"), str(tmp_path / "kept"))
+    assert [r.status for r in store.runs().collect()] == ["succeeded"]
+
+
 def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, tmp_path,
                                                                    monkeypatch):
     from hippo.query import pushdown
