@@ -96,7 +96,9 @@ def check_readable(spark: SparkSession, path: str, version: int,
         if not jpath.getFileSystem(conf).exists(jpath):
             raise VersionUnavailableError(path, version, f"data file `{name}` was removed, "
                                                          "e.g. by VACUUM")
-    if plain and files and len(files) <= _PLAIN_FILES and _plain_parquet(spark, path, version):
+    if (plain and files and len(files) <= _PLAIN_FILES
+            and not any(set(name) & _GLOB for name in files)  # Spark would glob them
+            and _plain_parquet(spark, path, version)):
         return spark.read.schema(df.schema).parquet(*files)
     return df
 
@@ -104,6 +106,7 @@ def check_readable(spark: SparkSession, path: str, version: int,
 # Above this many files, Delta's statistics skip whole files before any task starts,
 # which beats opening every file's footer.
 _PLAIN_FILES = 64
+_GLOB = set("*?[]{}\\")
 
 
 def _plain_parquet(spark: SparkSession, path: str, version: int) -> bool:
