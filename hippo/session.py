@@ -9,6 +9,7 @@ running, so jar settings must come from ``--properties-file conf/spark-defaults.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,8 @@ def spark_session(
 
     Under ``spark-submit`` its own ``--master`` and ``--conf`` settings win over
     ``conf/`` (only the ``master`` and ``conf`` arguments override them), so one job
-    file runs unchanged in local mode and on a cluster.
+    file runs unchanged in local mode and on a cluster. With a local master, Python
+    workers run this interpreter (``PYSPARK_PYTHON``, unless it is already set).
 
     Examples
     --------
@@ -113,6 +115,11 @@ def spark_session(
             settings.pop(key, None)
     if "spark.master" in submitted and not master and not os.environ.get("SPARK_MASTER"):
         settings.pop("spark.master", None)
+    effective = settings.get("spark.master") or submitted.get("spark.master", "")
+    if effective.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+        # Local Python workers run this interpreter (hippo and the user's packages), not
+        # whichever `python3` comes first on PATH. Cluster workers keep their own.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.appName(app_name)
     if "spark.master" in settings:
         builder = builder.master(settings.pop("spark.master"))

@@ -88,3 +88,14 @@ def test_under_spark_submit_its_master_and_conf_win_over_conf_files(monkeypatch)
     captured.clear()
     got = session.spark_session("job", master="local[1]", conf={"spark.sql.shuffle.partitions": "9"})
     assert got["spark.master"] == "local[1]" and got["spark.sql.shuffle.partitions"] == "9"
+
+
+def test_local_python_workers_run_the_drivers_interpreter(spark):
+    # Not whichever `python3` is first on PATH, which may lack the user's packages.
+    import os
+    import sys
+
+    expected = os.environ.get("PYSPARK_PYTHON", sys.executable)
+    ran = spark.sparkContext.parallelize([0], 1).map(
+        lambda _: __import__("sys").executable).collect()
+    assert ran == [expected] and expected == sys.executable
