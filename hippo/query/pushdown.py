@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from hippo.capture.ids import is_hidden, quoted
 from hippo.capture.state import LineageState
 
-__all__ = ["Hint", "BARE", "HINTABLE", "few", "hintable", "isin", "hint_cond", "copies_filter"]
+__all__ = ["Hint", "BARE", "few", "hintable", "hintable_type", "isin", "hint_cond", "copies_filter"]
 
 Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
 
@@ -30,8 +30,8 @@ _HINT_ROWS = 1000
 BARE = re.compile(r"^`?(__c\d+)`?$")
 # Types whose values survive the trip to Python and back as literals unchanged
 # (timestamps may not: local-time conversions around DST changes).
-HINTABLE = ("tinyint", "smallint", "int", "bigint", "string", "boolean", "date", "float",
-             "double", "decimal")
+_HINTABLE = ("tinyint", "smallint", "int", "bigint", "string", "boolean", "date", "float",
+              "double", "decimal")
 
 
 def few(df: DataFrame) -> list[Any] | None:
@@ -41,8 +41,12 @@ def few(df: DataFrame) -> list[Any] | None:
 
 
 def hintable(df: DataFrame, name: str) -> bool:
-    dtype = dict(df.dtypes).get(name, "")
-    return dtype.split("(")[0] in HINTABLE
+    return hintable_type(dict(df.dtypes).get(name, ""))
+
+
+def hintable_type(dtype: str) -> bool:
+    """Whether values of this Spark type (``DataFrame.dtypes`` form) may be pushed."""
+    return dtype.split("(")[0] in _HINTABLE
 
 
 def isin(col: Column, values: list[Any]) -> Column:

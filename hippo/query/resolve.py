@@ -27,7 +27,7 @@ from hippo.capture.state import Cell, LineageState
 from hippo.errors import InvalidWhereError, UnknownColumnError
 from hippo.query.catalog import Endpoint
 from hippo.query.pushdown import (
-    BARE, HINTABLE, Hint, copies_filter, few, hint_cond, hintable, isin)
+    BARE, Hint, copies_filter, few, hint_cond, hintable, hintable_type, isin)
 from hippo.store import tables
 
 __all__ = ["Resolver", "apply_where"]
@@ -151,11 +151,16 @@ class Resolver:
         lineage state: the aggregate's input rows keyed by group hash, or the right rows
         a semi join matched, keyed by the left row's id."""
         if origin["kind"] == "key":
-            return self.key_rows(origin, where), self.state(origin["input_op"])
+            return self.key_rows(origin, where), self.inner_state(origin)
         op = self.ops[origin["op"]]
         pairs = build_pairs(json.loads(op.spec), [self.frame(i) for i in op.inputs])
-        state = self.state(origin["right_op"]).renamed(origin["renames"])
-        return pairs.withColumnRenamed("__hippo_l", KEY), state
+        return pairs.withColumnRenamed("__hippo_l", KEY), self.inner_state(origin)
+
+    def inner_state(self, origin: dict[str, Any]) -> LineageState:
+        """The lineage state of the rows an aggregate or semi-join slot refers to."""
+        if origin["kind"] == "key":
+            return self.state(origin["input_op"])
+        return self.state(origin["right_op"]).renamed(origin["renames"])
 
     def written(self, sink: Endpoint) -> DataFrame:
         """The sink as this run wrote it, with each row's value hash."""
@@ -263,7 +268,7 @@ class Resolver:
             return
         where, hints = None, {}
         if values is not None and origin["kind"] == "key":
-            where, hints = self._key_hints(origin, self.state(origin["input_op"]), values)
+            where, hints = self._key_hints(origin, self.inner_state(origin), values)
         rows, inner = self.group(origin, where)
         positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
         wanted = self._wanted(inner, positions, refs is None, influencing)
@@ -299,7 +304,7 @@ class Resolver:
             copy = inner.copy_at(u)
             if (copy is not None and copy[0] in wanted
                     and inner.slots[copy[0]]["kind"] == "source"
-                    and dtypes[i][1].split("(")[0] in HINTABLE
+                    and hintable_type(dtypes[i][1])
                     and len(copies.get(copy[0], [])) < _COPIES):
                 copies.setdefault(copy[0], []).append((i, copy[1]))
         return copies
@@ -412,9 +417,7 @@ class Resolver:
             if columns is not None and not (refs or frozenset()) & columns:
                 return None
             return chosen
-        inner = self.state(origin["input_op"] if origin["kind"] == "key" else origin["right_op"])
-        if origin["kind"] != "key":
-            inner = inner.renamed(origin["renames"])
+        inner = self.inner_state(origin)
         reached = []
         for slot, inner_origin in inner.slots.items():
             inner_refs = None if refs is None else self._slot_refs(inner, slot, refs)
@@ -428,7 +431,7 @@ class Resolver:
             names = self.frame(origin["input_op"]).columns
             where = copies_filter(inner, names, [s for s, _ in reached], source_op,
                                         values, positional=True)
-        rows, inner = self.group(origin, where)
+        rows, _ = self.group(origin, where)
         hit = self._flag_any(rows, reached, F.col)
         return hit.select(F.col(KEY).alias("id")).distinct()
 
