@@ -21,7 +21,7 @@ __all__ = ["machine", "code_version", "spark_settings", "command", "table", "dir
            "percentile", "Report"]
 
 _SPARK_KEYS = (
-    "spark.master", "spark.driver.memory", "spark.executor.memory",
+    "spark.master", "spark.driver.memory", "spark.executor.memory", "spark.buffer.pageSize",
     "spark.sql.shuffle.partitions", "spark.default.parallelism",
     "spark.sql.adaptive.enabled", "spark.databricks.delta.snapshotPartitions",
     "spark.sql.parquet.compression.codec", "spark.ui.enabled", "spark.jars.packages",

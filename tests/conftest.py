@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 import hippo
@@ -28,3 +30,15 @@ def spark():
 @pytest.fixture
 def store(spark, tmp_path):
     return hippo.LineageStore(spark, str(tmp_path / "lineage"))
+
+
+@pytest.fixture(autouse=True)
+def _release_java_objects():
+    """Free each test's Py4J proxies when it ends, so the JVM can drop their plans.
+
+    A Py4J object whose methods were called sits in a reference cycle (its members point
+    back at it) and lives until Python's full collection, which seldom runs; meanwhile
+    the JVM keeps every plan it references, with that plan's broadcast tables.
+    """
+    yield
+    gc.collect()
