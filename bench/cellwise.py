@@ -36,6 +36,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.capture.ids import content_hash
+from hippo.store import tables
 
 __all__ = ["EagerRecorder", "EagerFrame", "Step", "column_mappings", "write_baseline"]
 
@@ -314,12 +315,17 @@ def step_cells(spark: SparkSession, step: Step, mapping: dict) -> DataFrame:
 
 def write_baseline(spark: SparkSession, recorder: EagerRecorder, mappings: list[dict],
                    path: str) -> int:
-    """Write every step's cells to one Delta table at ``path``; the number of cells."""
+    """Write every step's cells to one Delta table at ``path``; the number of cells.
+
+    Written with the Parquet codec of hippo's store tables, so the two are compared at
+    the same compression.
+    """
     check_aligned(recorder, mappings)
     total = 0
     for step in recorder.steps:
         cells = step_cells(spark, step, mappings[step.index])
-        cells.write.format("delta").mode("append").save(path)
+        cells.write.format("delta").mode("append").option(
+            "compression", tables.COMPRESSION).save(path)
     total = spark.read.format("delta").load(path).count()
     return total
 

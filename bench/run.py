@@ -7,7 +7,7 @@ Figures (each printed with the machine, Spark settings and the command):
   the per-pair ratios (scale ``--sf``).
 * ``storage``: bytes of hippo's store for one run against a cell-wise baseline (every
   (output row, output column, input row, input column) of every step, written as Delta
-  with the same default compression; :mod:`bench.cellwise`) (scale ``--storage-sf``).
+  with the codec of hippo's store tables; :mod:`bench.cellwise`) (scale ``--storage-sf``).
 * ``latency``: backward from random output rows and forward from random source rows, at
   row and cell level, warm session, answers counted; p50 and p95 (scale ``--sf``).
 * ``memory``: peak RSS of the JVM (driver and executors in local mode) and of the
@@ -33,6 +33,7 @@ from typing import Any
 
 import hippo
 from bench import cellwise, report, tpch_data, workloads
+from hippo.store import tables
 from bench.memory import MemorySampler
 from bench.report import human, percentile, table
 from bench.workloads import Workload
@@ -170,7 +171,8 @@ def figure_storage(ctx: Context, wls: list[Workload]) -> str:
         "Cell-wise baseline: every (output row, output column, input row, input column) of "
         "every step (contributing columns; source reads and sink writes not counted), "
         "one Delta table `(step int, out_row bigint, out_col int, in_side int, in_row "
-        "bigint, in_col int)`, default compression (snappy Parquet). hippo: its whole "
+        f"bigint, in_col int)`, {tables.COMPRESSION} Parquet like hippo's store tables. "
+        "hippo: its whole "
         "store folder after that one run (`_delta_log` included). Bytes are file sizes; "
         "'on-disk ratio' uses allocated blocks (small files round up to 4 KiB). "
         "'per further run': the bytes a second run of the same workload adds to that store, "

@@ -239,9 +239,9 @@ class Run:
                 cached.select(*[F.col(f"`{c}`") for c in user]).write.format("delta").mode(
                     mode).save(path)
                 version = latest_version(self.spark, path)
-                tables.sink_rows_of(cached, user, slots).select(
-                    F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"), "*",
-                ).write.format("delta").mode("append").option("optimizeWrite", "true").save(
+                rows = tables.sink_rows_of(cached, user, slots).select(
+                    F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"), "*")
+                tables.appender(rows, tables.SINK_ROWS).option("optimizeWrite", "true").save(
                     tables.table_path(self.store.path, tables.SINK_ROWS))
             finally:
                 cached.unpersist()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 
 import pytest
 from pyspark.sql import functions as F
@@ -44,6 +46,22 @@ def test_a_successful_run_is_listed_with_its_params_and_versions(store, flights,
     assert json.loads(rows[0].params) == {"min": 1}
     assert rows[0].spark_version.startswith("4.1")
     assert rows[0].ended_at >= rows[0].started_at
+
+
+def test_a_run_records_its_start_and_end_as_instants_whatever_the_local_time_zone(
+        store, flights, tmp_path, monkeypatch):
+    before = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    monkeypatch.setenv("TZ", "America/New_York")  # the driver's local time is not UTC
+    time.tzset()
+    try:
+        run = _record(store, flights, str(tmp_path / "out"))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    after = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    row = store.runs().filter(F.col("run_id") == run.run_id).select(
+        F.unix_micros("started_at").alias("start"), F.unix_micros("ended_at").alias("end")).first()
+    assert before - 1 <= row.start / 1e6 <= row.end / 1e6 <= after + 1
 
 
 def test_operators_record_lineage_type_columns_and_code_location(spark, store, flights, tmp_path):
