@@ -33,10 +33,10 @@ from typing import Any
 
 import hippo
 from bench import cellwise, report, tpch_data, workloads
-from hippo.store import tables
 from bench.memory import MemorySampler
 from bench.report import human, percentile, table
 from bench.workloads import Workload
+from hippo.store import tables
 
 BENCH = Path(__file__).resolve().parent
 FIGURES = ("overhead", "storage", "latency", "memory")

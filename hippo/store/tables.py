@@ -64,8 +64,8 @@ SCHEMAS = {
 }
 
 
-# Parquet codec of the store's tables: about a fifth smaller than Spark's snappy default
-# on their JSON columns.
+# Parquet codec of the store's tables: their files are mostly JSON text, which zstd packs
+# tighter than Spark's default snappy (stores 11-18% smaller in the bench).
 COMPRESSION = "zstd"
 # Delta keeps min/max statistics of the first 32 columns of every file in its log; for
 # the store's JSON columns they are bytes nothing ever skips by.
@@ -90,8 +90,8 @@ def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str,
 
 
 def appender(df: DataFrame, table: str) -> DataFrameWriter:
-    """A Delta append of ``df`` to a store table: ``COMPRESSION`` Parquet, and (when the append
-    creates the table) file statistics only on the columns queries filter by."""
+    """A Delta append of ``df`` to a store table: ``COMPRESSION`` Parquet and, when the
+    append creates the table, file statistics only on the columns queries filter by."""
     return (df.write.format("delta").mode("append").option("compression", COMPRESSION)
             .option("delta.dataSkippingStatsColumns", _STATS_COLUMNS[table]))
 
