@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Resolves the Delta jars from Maven Central through Spark's Ivy and caches them
-# (~/.ivy2.5.2), so later sessions start offline.
+# (~/.ivy2.5.2), so later sessions start offline; a failed try is retried after 2, 4, 8 s.
 $(JARS_STAMP): $(STAMP)
 	$(BIN)/python -m hippo.session --fetch-jars
 	touch $(JARS_STAMP)

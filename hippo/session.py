@@ -4,22 +4,38 @@ Precedence for every Spark setting: the ``conf`` argument, then (for the master)
 ``master`` argument and ``SPARK_MASTER``, then ``conf/spark-defaults.conf`` (or the file
 in ``HIPPO_CONF_DIR``), then built-in defaults. Under ``spark-submit`` the JVM is already
 running, so jar settings must come from ``--properties-file conf/spark-defaults.conf``.
+
+``python -m hippo.session --fetch-jars`` (``make setup``) resolves the jars ahead of time,
+with retries: see :func:`fetch_jars`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import os
+import re
+import subprocess
 import sys
+import time
 import tomllib
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from pyspark.sql import SparkSession
 
-from hippo.errors import ConfigError
+from hippo.errors import ConfigError, JarResolutionError
 
-__all__ = ["spark_session", "configure_spark", "HippoSettings", "load_settings", "conf_dir"]
+__all__ = [
+    "spark_session", "configure_spark", "HippoSettings", "load_settings", "conf_dir", "fetch_jars",
+]
+
+log = logging.getLogger(__name__)
 
 _DEFAULTS = {
     "spark.master": "local[*]",
@@ -162,15 +178,146 @@ def load_settings(**overrides: Any) -> HippoSettings:
     return HippoSettings(**values)
 
 
-def _fetch_jars() -> None:
-    spark = spark_session("hippo-fetch-jars", master="local[1]")
+# Spark's JVM runs Ivy as it launches, and Ivy writes to the JVM's stderr; a child process
+# per try captures that output and starts each try with a fresh JVM.
+_RESOLVE_CHILD = """
+import json, sys
+from pyspark.sql import SparkSession
+builder = SparkSession.builder
+for key, value in json.loads(sys.argv[1]).items():
+    builder = builder.config(key, value)
+try:
+    spark = builder.getOrCreate()
     spark.range(1).count()
     spark.stop()
+except Exception as err:
+    # A JVM that exits before its gateway starts (Ivy failed) has already said why.
+    sys.exit(1 if "JAVA_GATEWAY_EXITED" in str(err) else f"{type(err).__name__}: {err}")
+"""
+
+_MODULE = re.compile(r"([\w.\-]+)#([\w.\-]+)")
+
+
+def _resolve_in_child(settings: dict[str, str]) -> str | None:
+    """Start and stop a Spark session in a child process: None, or its output if it failed."""
+    # Under spark-submit these would attach the child to this process's JVM.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET")}
+    done = subprocess.run(
+        [sys.executable, "-c", _RESOLVE_CHILD, json.dumps(settings)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False,
+    )
+    return None if done.returncode == 0 else done.stdout
+
+
+def _ivy_home(settings: dict[str, str]) -> Path:
+    # Spark 4's default (MavenUtils), unless `spark.jars.ivy` moves it.
+    return Path(settings.get("spark.jars.ivy") or Path.home() / ".ivy2.5.2").expanduser()
+
+
+def _modules(coordinates: str, output: str) -> set[tuple[str, str]]:
+    """(organisation, module) of each package asked for and each module Ivy's output names."""
+    # Every module Ivy touched, not only the one it reported: a truncated jar already in
+    # the cache passes resolution and fails later, under a message that names no module.
+    asked = [c.strip().split(":") for c in coordinates.split(",") if ":" in c]
+    named = {(m[1], m[2]) for m in _MODULE.finditer(output)}
+    return {(parts[0], parts[1]) for parts in asked} | named
+
+
+def _is_corrupt(path: Path) -> bool:
+    """Zero bytes, a half-written download, a jar cut before its zip directory, or cut XML."""
+    if path.stat().st_size == 0 or path.suffix == ".part":
+        return True
+    if path.suffix == ".jar":
+        return not zipfile.is_zipfile(path)
+    # Ivy keeps the pom as `ivy-<rev>.xml.original` beside its own `ivy-<rev>.xml`.
+    if path.name.endswith((".xml", ".xml.original", ".pom")):
+        try:
+            ElementTree.parse(path)
+        except ElementTree.ParseError:
+            return True
+    return False
+
+
+def _remove_corrupt_artifacts(ivy_home: Path, modules: set[tuple[str, str]]) -> None:
+    """Delete the modules' corrupt files from Ivy's cache and from Spark's copies of its jars."""
+    for org, module in sorted(modules):
+        candidates = [*(ivy_home / "cache" / org / module).rglob("*"),
+                      *(ivy_home / "jars").glob(f"{org}_{module}-*.jar")]
+        for path in candidates:
+            if path.is_file() and _is_corrupt(path):
+                path.unlink()
+                log.info("deleted corrupt `%s`", path)
+
+
+def _tail(output: str, lines: int = 12) -> str:
+    # Java stack frames and Ivy's rows of colons crowd out the lines that say what failed.
+    kept = [line.rstrip() for line in output.splitlines()
+            if line.strip(": \t") and not line.lstrip().startswith("at ")]
+    return "\n".join(kept[-lines:])
+
+
+def fetch_jars(
+    conf: dict[str, str] | None = None,
+    *,
+    tries: int = 4,
+    first_delay: float = 2.0,
+    resolve: Callable[[dict[str, str]], str | None] = _resolve_in_child,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Resolve ``spark.jars.packages`` into Spark's Ivy cache, retrying transient failures.
+
+    Each try starts a local session in a child process (Spark's Ivy runs as its JVM
+    launches). After a failed try, zero-byte or truncated files of the modules Ivy named
+    are deleted and the next try waits ``first_delay`` seconds, doubling each time (2, 4,
+    8 s by default). The packages and ``spark.jars.ivy`` come from :func:`spark_conf`, so
+    ``conf/spark-defaults.conf`` stays the one place that names them. Not handled: a
+    ``spark.jars.ivySettings`` file that moves the cache away from ``spark.jars.ivy``.
+
+    Raises :class:`~hippo.errors.JarResolutionError`, naming the coordinates, the cache and
+    Ivy's last lines, when the last try fails.
+
+    Examples
+    --------
+    >>> hippo.session.fetch_jars()  # doctest: +SKIP
+    """
+    if tries < 1:
+        raise ValueError(f"`tries` must be at least 1, got {tries}")
+    settings = spark_conf(master="local[1]", conf={"spark.ui.enabled": "false", **(conf or {})})
+    coordinates = settings.get("spark.jars.packages", "")
+    ivy_home = _ivy_home(settings)
+    log.info("resolving `%s` into `%s`", coordinates, ivy_home / "cache")
+    for attempt in range(1, tries + 1):
+        output = resolve(settings)
+        if output is None:
+            return
+        _remove_corrupt_artifacts(ivy_home, _modules(coordinates, output))
+        if attempt == tries:
+            raise JarResolutionError(coordinates, str(ivy_home / "cache"), _tail(output), tries)
+        delay = first_delay * 2 ** (attempt - 1)
+        log.warning("try %d of %d to resolve `%s` failed (%s); retrying in %g s",
+                    attempt, tries, coordinates, _tail(output, 1) or "no output", delay)
+        sleep(delay)
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hippo.session")
+    parser.add_argument("--fetch-jars", action="store_true",
+                        help="resolve spark.jars.packages into Spark's Ivy cache (make setup)")
+    args = parser.parse_args(argv)
+    if not args.fetch_jars:
+        parser.print_help()
+        return
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        fetch_jars()
+    except JarResolutionError as err:
+        sys.exit(f"error: {err}")
+    print("Delta jars resolved and cached")
 
 
 if __name__ == "__main__":
-    import sys
+    # The module `import hippo` already loaded, so the logger is `hippo.session`, not `__main__`.
+    from hippo.session import _main as main
 
-    if "--fetch-jars" in sys.argv:
-        _fetch_jars()
-        print("Delta jars resolved and cached")
+    main()
