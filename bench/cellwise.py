@@ -13,12 +13,13 @@ input row) by eager id propagation:
 Crossed with a step's column mapping (output column <- input columns), the pairs give
 every (output row, output column, input row, input column) of the step: the cell-wise
 lineage that :func:`write_baseline` writes as a Delta table. The pairs also answer
-row-level and cell-level lineage questions by composing steps (:meth:`EagerRecorder.backward`,
-:meth:`EagerRecorder.forward`), an oracle for the tiny-scale test.
+row-level and cell-level lineage questions (with or without influencing cells) by
+composing steps (:meth:`EagerRecorder.backward`, :meth:`EagerRecorder.forward`), an
+oracle for the tiny-scale test.
 
 Source rows get hippo's content-hash id (only so answers can be compared by
-``hippo_row_id``); everything else is computed here. Column mappings come from hippo's
-``operators`` table (its ``lineage`` JSON), one per recorded step, matched by order.
+``hippo_row_id``); everything else is computed here. Column mappings are the ones each
+workload declares by hand (:mod:`bench.mappings`), not hippo's recorded ones.
 
 Not checked: null group keys that differ only in which key is null get one id (no
 workload here groups by a nullable key).
@@ -26,7 +27,6 @@ workload here groups by a nullable key).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import reduce
@@ -35,10 +35,11 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import content_hash
-from hippo.store import tables
+from bench.mappings import StepMapping
+from hippo.recorded.ids import content_hash  # the one hippo internal: source row ids
 
-__all__ = ["EagerRecorder", "EagerFrame", "Step", "column_mappings", "write_baseline"]
+__all__ = ["EagerRecorder", "EagerFrame", "Step", "check_aligned", "step_cells",
+           "write_baseline", "record"]
 
 BID = "__bid"
 _PARENTS = ("__pid", "__lid", "__rid")
@@ -104,38 +105,51 @@ class EagerRecorder:
 
     # -- oracle ----------------------------------------------------------------------
     def backward(self, output: int, where: Column, columns: list[str] | None,
-                 mappings: list[dict] | None = None) -> dict[str, DataFrame]:
+                 mappings: list[StepMapping] | None = None,
+                 influencing: bool = False) -> dict[str, DataFrame]:
         """Source name -> (hippo_row_id[, column]) reached backward from ``output`` rows.
 
         Row level (``columns=None``): DataFrames of ``hippo_row_id``. Cell level: of
-        (``hippo_row_id``, ``column``) source cells, composing per-step cells.
+        (``hippo_row_id``, ``column``) source cells, composing per-step cells through
+        ``mappings``' contributing columns. ``influencing=True`` adds, at every step,
+        the step's influencing columns of every input row behind a chosen row, traced
+        back to the source cells they are computed from.
         """
         chosen = self.frames[output].filter(where).select(F.col(BID).alias("row"))
-        frontier: dict[int, list[DataFrame]] = {}
-        if columns is None:
-            frontier[output] = [chosen]
-        else:
+        rows: dict[int, list[DataFrame]] = {output: [chosen]}
+        cells: dict[int, list[DataFrame]] = {}
+        if columns is not None:
             names = self._user(output)
             idx = [names.index(c) for c in columns]
-            frontier[output] = [chosen.crossJoin(
+            cells[output] = [chosen.crossJoin(
                 self.spark.createDataFrame([(i,) for i in idx], "col int"))]
+        need_rows = columns is None or influencing
         for step in reversed(self.steps):
-            if step.output not in frontier:
+            if step.output not in rows and step.output not in cells:
                 continue
-            here = reduce(DataFrame.union, frontier[step.output]).distinct()
-            if columns is None:
-                links = step.pairs.join(here.withColumnRenamed("row", "out_row"), "out_row")
+            found = []  # (in_side, in_row, in_col) cells this step leads to
+            if need_rows:
+                here_rows = self._settled(rows[step.output])
+                links = step.pairs.join(here_rows.withColumnRenamed("row", "out_row"),
+                                        "out_row")
                 for side, frame in enumerate(step.inputs):
-                    got = links.filter(F.col("in_side") == side).select(F.col("in_row").alias("row"))
-                    frontier.setdefault(frame, []).append(got)
-            else:
-                cells = step_cells(self.spark, step, mappings[step.index])
-                links = cells.join(here.withColumnRenamed("row", "out_row")
-                                   .withColumnRenamed("col", "out_col"), ["out_row", "out_col"])
+                    rows.setdefault(frame, []).append(
+                        links.filter(F.col("in_side") == side).select(F.col("in_row").alias("row")))
+                if influencing:
+                    infl = _small_frame(self.spark, _influencing_rows(step, mappings[step.index]),
+                                        "in_side int, in_col int")
+                    found.append(links.join(F.broadcast(infl), "in_side").select(
+                        "in_side", "in_row", "in_col"))
+            if columns is not None and step.output in cells:
+                here = self._settled(cells[step.output])
+                found.append(step_cells(self.spark, step, mappings[step.index]).join(
+                    here.withColumnRenamed("row", "out_row").withColumnRenamed("col", "out_col"),
+                    ["out_row", "out_col"]).select("in_side", "in_row", "in_col"))
+            for part in found:
                 for side, frame in enumerate(step.inputs):
-                    got = links.filter(F.col("in_side") == side).select(
-                        F.col("in_row").alias("row"), F.col("in_col").alias("col"))
-                    frontier.setdefault(frame, []).append(got)
+                    cells.setdefault(frame, []).append(part.filter(F.col("in_side") == side).select(
+                        F.col("in_row").alias("row"), F.col("in_col").alias("col")))
+        frontier = rows if columns is None else cells
         out: dict[str, list[DataFrame]] = {}
         for frame, parts in frontier.items():
             if frame in self.source_of:
@@ -147,6 +161,12 @@ class EagerRecorder:
                 out.setdefault(self.source_of[frame], []).append(
                     got.withColumnRenamed("row", "hippo_row_id"))
         return {name: reduce(DataFrame.union, parts).distinct() for name, parts in out.items()}
+
+    def _settled(self, parts: list[DataFrame]) -> DataFrame:
+        """The union of ``parts``, computed once: later steps build on it, and a plan that
+        repeats every earlier step's unions would grow with each step."""
+        here = reduce(DataFrame.union, parts).distinct()
+        return here.localCheckpoint(eager=True) if self.materialize else here
 
     def forward(self, source: str, where: Column) -> dict[int, DataFrame]:
         """Frame number -> ids of its rows reached forward from the chosen source rows."""
@@ -268,33 +288,17 @@ class _EagerGrouped:
 
 
 # -- column mappings and the baseline table -------------------------------------------
-def column_mappings(spark: SparkSession, store_path: str, run_id: str) -> list[dict]:
-    """Per recorded step (source and sink rows left out), in order: its name, output
-    columns and contributing mapping ``{output column: [(input, column), ...]}``."""
-    ops = (spark.read.format("delta").load(f"{store_path}/operators")
-           .filter(F.col("run_id") == run_id).orderBy("op_id").collect())
-    out = []
-    for op in ops:
-        if op.step in ("source", "sink"):
-            continue
-        lineage = json.loads(op.lineage)["columns"]["contributing"]
-        out.append({"step": op.step, "columns": list(op.columns),
-                    "contributing": {c: [(r["input"], r["column"]) for r in refs]
-                                     for c, refs in lineage.items()}})
-    return out
-
-
-def check_aligned(recorder: EagerRecorder, mappings: list[dict]) -> None:
-    """Raise unless the recorder's steps are hippo's recorded steps, one for one."""
-    ours = [(s.name, s.out_columns) for s in recorder.steps]
-    theirs = [(m["step"], m["columns"]) for m in mappings]
+def check_aligned(recorder: EagerRecorder, mappings: list[StepMapping]) -> None:
+    """Raise unless ``mappings`` are the recorder's steps, one for one (name, columns)."""
+    ours = [(s.name, tuple(s.out_columns)) for s in recorder.steps]
+    theirs = [(m.step, tuple(m.columns)) for m in mappings]
     if ours != theirs:
-        raise AssertionError(f"steps differ:\n ours   {ours}\n hippo's {theirs}")
+        raise AssertionError(f"steps differ:\n recorded {ours}\n mapped   {theirs}")
 
 
-def _mapping_rows(step: Step, mapping: dict) -> list[tuple[int, int, int]]:
+def _mapping_rows(step: Step, mapping: StepMapping) -> list[tuple[int, int, int]]:
     rows = set()
-    for out_col, refs in mapping["contributing"].items():
+    for out_col, refs in mapping.contributing.items():
         for o, name in enumerate(step.out_columns):
             if name != out_col:
                 continue
@@ -303,31 +307,38 @@ def _mapping_rows(step: Step, mapping: dict) -> list[tuple[int, int, int]]:
     return sorted(rows)
 
 
-def step_cells(spark: SparkSession, step: Step, mapping: dict) -> DataFrame:
+def _influencing_rows(step: Step, mapping: StepMapping) -> list[tuple[int, int]]:
+    return sorted((side, step.in_columns[side].index(name))
+                  for side, name in mapping.influencing)
+
+
+def _small_frame(spark: SparkSession, rows: list[tuple[int, ...]], schema: str) -> DataFrame:
+    """``rows`` as a DataFrame of ``schema``, also when there are none."""
+    if rows:
+        return spark.createDataFrame(rows, schema)
+    return spark.createDataFrame([], schema)
+
+
+def step_cells(spark: SparkSession, step: Step, mapping: StepMapping) -> DataFrame:
     """Every (out_row, out_col, in_side, in_row, in_col) of one step."""
-    rows = _mapping_rows(step, mapping)
-    cols = spark.createDataFrame(rows or [(0, 0, 0)], "out_col int, in_side int, in_col int")
-    if not rows:
-        cols = cols.limit(0)
+    cols = _small_frame(spark, _mapping_rows(step, mapping), "out_col int, in_side int, in_col int")
     return step.pairs.join(F.broadcast(cols), "in_side").select(
         F.lit(step.index).alias("step"), "out_row", "out_col", "in_side", "in_row", "in_col")
 
 
-def write_baseline(spark: SparkSession, recorder: EagerRecorder, mappings: list[dict],
-                   path: str) -> int:
+def write_baseline(spark: SparkSession, recorder: EagerRecorder, mappings: list[StepMapping],
+                   path: str, *, compression: str) -> int:
     """Write every step's cells to one Delta table at ``path``; the number of cells.
 
-    Written with the Parquet codec of hippo's store tables, so the two are compared at
-    the same compression.
+    ``compression`` is the Parquet codec; the benchmark passes the one of hippo's store
+    tables, so the two are compared at the same compression.
     """
     check_aligned(recorder, mappings)
-    total = 0
     for step in recorder.steps:
         cells = step_cells(spark, step, mappings[step.index])
         cells.write.format("delta").mode("append").option(
-            "compression", tables.COMPRESSION).save(path)
-    total = spark.read.format("delta").load(path).count()
-    return total
+            "compression", compression).save(path)
+    return spark.read.format("delta").load(path).count()
 
 
 def record(spark: SparkSession, build: Callable[[Mapping[str, Any]], dict[str, Any]],

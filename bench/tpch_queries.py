@@ -9,6 +9,10 @@ Substitution parameters are the TPC-H validation values (spec 2.4); Q18's ``quan
 can be lowered so that tiny scale factors still return rows. Q18's ``IN`` subquery is a
 left semi join with the aggregated lineitem.
 
+Below each query, its column lineage step by step as read from its code
+(:mod:`bench.mappings`), for the eager oracle of :mod:`bench.cellwise`; ``LINEAGE``
+holds them by query name.
+
 Not checked: that answers match the TPC-H reference answers (the benchmark compares
 tracked with untracked results, not with the spec's answer set).
 """
@@ -21,7 +25,9 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-__all__ = ["QUERIES", "q1", "q3", "q5", "q10", "q18"]
+from bench.mappings import Declared, filter_on, group_agg, join, limit, order_by, select
+
+__all__ = ["QUERIES", "LINEAGE", "q1", "q3", "q5", "q10", "q18"]
 
 Tables = Mapping[str, Any]
 
@@ -32,6 +38,9 @@ def _date(text: str) -> Any:
 
 def _revenue() -> Any:
     return F.col("l_extendedprice") * (1 - F.col("l_discount"))
+
+
+REVENUE = ("l_extendedprice", "l_discount")  # what _revenue() reads
 
 
 def q1(t: Tables, delta_days: int = 90) -> Any:
@@ -55,6 +64,17 @@ def q1(t: Tables, delta_days: int = 90) -> Any:
     )
 
 
+Q1_LINEAGE = (
+    filter_on("l_shipdate"),
+    group_agg(["l_returnflag", "l_linestatus"],
+              sum_qty="l_quantity", sum_base_price="l_extendedprice",
+              sum_disc_price=REVENUE, sum_charge=(*REVENUE, "l_tax"),
+              avg_qty="l_quantity", avg_price="l_extendedprice", avg_disc="l_discount",
+              count_order=()),
+    order_by(),
+)
+
+
 def q3(t: Tables, segment: str = "BUILDING", date: str = "1995-03-15") -> Any:
     """Shipping priority: the 10 unshipped orders of a segment with the highest revenue."""
     customer = t["customer"].filter(F.col("c_mktsegment") == segment)
@@ -69,6 +89,19 @@ def q3(t: Tables, segment: str = "BUILDING", date: str = "1995-03-15") -> Any:
         .orderBy(F.col("revenue").desc(), F.col("o_orderdate"))
         .limit(10)
     )
+
+
+Q3_LINEAGE = (
+    filter_on("c_mktsegment"),
+    filter_on("o_orderdate"),
+    filter_on("l_shipdate"),
+    join("c_custkey", "o_custkey"),
+    join("l_orderkey", "o_orderkey"),
+    group_agg(["l_orderkey", "o_orderdate", "o_shippriority"], revenue=REVENUE),
+    select(),
+    order_by(),
+    limit("revenue", "o_orderdate"),
+)
 
 
 def q5(t: Tables, region: str = "ASIA", date: str = "1994-01-01") -> Any:
@@ -89,6 +122,19 @@ def q5(t: Tables, region: str = "ASIA", date: str = "1994-01-01") -> Any:
         .agg(F.sum(_revenue()).alias("revenue"))
         .orderBy(F.col("revenue").desc())
     )
+
+
+Q5_LINEAGE = (
+    filter_on("r_name"),
+    join("n_regionkey", "r_regionkey"),
+    join("s_nationkey", "n_nationkey"),
+    filter_on("o_orderdate"),
+    join("c_custkey", "o_custkey"),
+    join("l_orderkey", "o_orderkey"),
+    join("l_suppkey", "s_suppkey", "c_nationkey", "s_nationkey"),
+    group_agg(["n_name"], revenue=REVENUE),
+    order_by(),
+)
 
 
 def q10(t: Tables, date: str = "1993-10-01") -> Any:
@@ -112,6 +158,20 @@ def q10(t: Tables, date: str = "1993-10-01") -> Any:
     )
 
 
+Q10_LINEAGE = (
+    filter_on("o_orderdate"),
+    filter_on("l_returnflag"),
+    join("c_custkey", "o_custkey"),
+    join("l_orderkey", "o_orderkey"),
+    join("c_nationkey", "n_nationkey"),
+    group_agg(["c_custkey", "c_name", "c_acctbal", "c_phone", "n_name", "c_address",
+               "c_comment"], revenue=REVENUE),
+    select(),
+    order_by(),
+    limit("revenue"),
+)
+
+
 def q18(t: Tables, quantity: int = 300) -> Any:
     """Large volume customer: orders whose lines sum to more than ``quantity`` units."""
     big = (
@@ -130,6 +190,19 @@ def q18(t: Tables, quantity: int = 300) -> Any:
     )
 
 
+Q18_LINEAGE = (
+    group_agg(["l_orderkey"], order_quantity="l_quantity"),
+    filter_on("order_quantity"),
+    join("o_orderkey", "l_orderkey"),  # the left semi join keeps the orders' columns only
+    join("c_custkey", "o_custkey"),
+    join("o_orderkey", "l_orderkey"),
+    group_agg(["c_name", "c_custkey", "o_orderkey", "o_orderdate", "o_totalprice"],
+              sum_qty="l_quantity"),
+    order_by(),
+    limit("o_totalprice", "o_orderdate"),
+)
+
+
 # name -> (function, tables it reads)
 QUERIES: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "q1": (q1, ("lineitem",)),
@@ -137,4 +210,10 @@ QUERIES: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "q5": (q5, ("region", "nation", "supplier", "customer", "orders", "lineitem")),
     "q10": (q10, ("customer", "orders", "lineitem", "nation")),
     "q18": (q18, ("customer", "orders", "lineitem")),
+}
+
+# name -> each step's declared lineage, in the order the query makes its steps
+LINEAGE: dict[str, tuple[Declared, ...]] = {
+    "q1": Q1_LINEAGE, "q3": Q3_LINEAGE, "q5": Q5_LINEAGE, "q10": Q10_LINEAGE,
+    "q18": Q18_LINEAGE,
 }

