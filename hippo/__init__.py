@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 __version__ = "0.1.0"
 
 from hippo.capture.run import Run
@@ -10,7 +12,11 @@ from hippo.errors import (
     ConfigError,
     HippoError,
     InvalidWhereError,
+    JarResolutionError,
+    NotAStoreError,
     RunStateError,
+    StoreBusyError,
+    StoreFormatError,
     UnknownColumnError,
     UnknownRunError,
     UnknownSinkError,
@@ -19,7 +25,11 @@ from hippo.errors import (
     VersionUnavailableError,
 )
 from hippo.session import configure_spark, spark_session
-from hippo.store.store import LineageStore
+from hippo.lineage_store import LineageStore
+
+# A library leaves handlers to the application; the `hippo` logger's records reach the
+# root logger's handlers (e.g. `logging.basicConfig`), and pytest's caplog.
+logging.getLogger("hippo").addHandler(logging.NullHandler())
 
 __all__ = [
     "spark_session",
@@ -30,6 +40,7 @@ __all__ = [
     "TrackedGroupedData",
     "HippoError",
     "ConfigError",
+    "JarResolutionError",
     "UnknownSinkError",
     "UnknownSourceError",
     "UnknownRunError",
@@ -38,4 +49,7 @@ __all__ = [
     "VersionUnavailableError",
     "UnsupportedStepError",
     "RunStateError",
+    "StoreFormatError",
+    "NotAStoreError",
+    "StoreBusyError",
 ]

@@ -1,0 +1,1 @@
+"""Capture: tracked DataFrames, plan inference, recording a run."""

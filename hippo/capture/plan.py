@@ -5,10 +5,10 @@ gives (1) for every output column, the input columns its expression references
 (contributing), (2) the input columns that decide whether or where a row exists
 (influencing: filter predicates, join conditions, group keys), (3) the node kinds, which
 fix the lineage type, (4) whether every expression is deterministic, and (5) a *spec*: the
-same nodes as plain data (expressions as SQL over positional column names), from which
-:mod:`hippo.capture.replay` rebuilds the step on freshly read inputs in any process.
-Most of a spec's SQL is rendered later (:class:`_Sql`, :func:`rendered`), off the path
-of the user's pipeline.
+same nodes as typed data (:mod:`hippo.recorded.spec`: expressions as SQL over positional
+column names), from which :mod:`hippo.recorded.rebuild` rebuilds the step on freshly
+read inputs in any process. Most of a spec's SQL is rendered later (:class:`_Sql`,
+:func:`hippo.recorded.spec.rendered`), off the path of the user's pipeline.
 
 Not checked here: that a spec's SQL parses back; the caller replays it once at capture
 time and compares schemas, which catches that.
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hippo.errors import UnsupportedStepError
+from hippo.recorded import spec as S
+from hippo.recorded.ids import LEFT, RIGHT, pos_name
 
 if TYPE_CHECKING:
     from py4j.java_gateway import JavaObject
@@ -53,7 +55,7 @@ class StepAnalysis:
     deterministic: bool = True
     group_keys: list[str] = field(default_factory=list)
     order: set[Ref] = field(default_factory=set)
-    spec: dict[str, Any] = field(default_factory=dict)
+    spec: S.Node | None = None
     # Per output column, the input column it is an unchanged copy of (same value in every
     # output row, never nulled by an outer join or mixed by a union), else None.
     copies: list[Ref | None] = field(default_factory=list)
@@ -94,15 +96,6 @@ class _Sql:
             sql = str(self._walker._rename(self._expr, self._names).sql())
             self._text = sql if self._alias is None else f"{sql} AS {_quote(self._alias)}"
         return self._text
-
-
-def rendered(spec: Any) -> Any:
-    """``spec`` with every deferred expression rendered to its SQL text."""
-    if isinstance(spec, dict):
-        return {k: rendered(v) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [rendered(v) for v in spec]
-    return str(spec) if isinstance(spec, _Sql) else spec
 
 
 class _Walker:
@@ -212,12 +205,12 @@ class _Walker:
             self._loose = saved
 
     def _boundary(self, node: JavaObject, i: int,
-                  exact: bool) -> tuple[list[int], dict[int, set[Ref]], dict]:
+                  exact: bool) -> tuple[list[int], dict[int, set[Ref]], S.Node]:
         ids = self._input_ids[i] if exact else [a.exprId().id() for a in _seq(node.output())]
         if len(ids) != len(self._input_ids[i]):
             raise UnsupportedStepError("a join or union input changed shape during analysis")
         self.same.update({eid: (i, pos) for pos, eid in enumerate(ids)})
-        return ids, {eid: {(i, pos)} for pos, eid in enumerate(ids)}, {"input": i}
+        return ids, {eid: {(i, pos)} for pos, eid in enumerate(ids)}, S.Input(i)
 
     def walk(self, node: JavaObject):
         """Return (output exprIds, exprId -> input refs, spec) for ``node``."""
@@ -235,11 +228,11 @@ class _Walker:
 
     def _child(self, node: JavaObject):
         ids, refs, spec = self.walk(node.child())
-        names = {eid: f"__c{pos}" for pos, eid in enumerate(ids)}
+        names = {eid: pos_name(pos) for pos, eid in enumerate(ids)}
         return ids, refs, spec, names
 
-    def _out_names(self, node: JavaObject) -> list[str]:
-        return [str(a.name()) for a in _seq(node.output())]
+    def _out_names(self, node: JavaObject) -> tuple[str, ...]:
+        return tuple(str(a.name()) for a in _seq(node.output()))
 
     def _map(self, refs: dict[int, set[Ref]], eids: list[int]) -> set[Ref]:
         found: set[Ref] = set()
@@ -250,19 +243,18 @@ class _Walker:
     def _pass(self, node: JavaObject):
         ids, refs, spec, _ = self._child(node)
         cls = _cls(node)
-        out = {"op": "pass", "child": spec}
+        out_names = self._out_names(node)
+        out: S.Node = S.Pass(spec, out_names)
         if cls == "Repartition":
-            out = {"op": "repartition", "n": int(node.numPartitions()),
-                   "shuffle": bool(node.shuffle()), "child": spec}
+            out = S.Repartition(spec, out_names, int(node.numPartitions()), bool(node.shuffle()))
         elif cls == "RepartitionByExpression":
-            names = {eid: f"__c{pos}" for pos, eid in enumerate(ids)}
+            names = {eid: pos_name(pos) for pos, eid in enumerate(ids)}
             exprs = _seq(node.partitionExpressions())
             if any(_cls(e) == "SortOrder" for e in exprs):
                 raise UnsupportedStepError("repartitionByRange is not supported yet")
             n = node.optNumPartitions()
-            out = {"op": "repartition_by", "exprs": [self._sql(e, names) for e in exprs],
-                   "n": int(n.get()) if n.isDefined() else None, "child": spec}
-        out["names"] = self._out_names(node)
+            out = S.RepartitionBy(spec, out_names, tuple(self._sql(e, names) for e in exprs),
+                                  int(n.get()) if n.isDefined() else None)
         return [a.exprId().id() for a in _seq(node.output())], refs, out
 
     def _node_Project(self, node: JavaObject):
@@ -291,15 +283,13 @@ class _Walker:
             ids.append(eid)
             out_names.append(str(top["name"]))
             out_refs[eid] = self._map(refs, attrs)
-        return ids, out_refs, {"op": "project", "exprs": sqls, "child": spec,
-                               "names": out_names}
+        return ids, out_refs, S.Project(spec, tuple(out_names), tuple(sqls))
 
     def _node_Filter(self, node: JavaObject):
         ids, refs, spec, names = self._child(node)
         cond = node.condition()
         self.influencing |= self._map(refs, self._refs(cond))
-        return ids, refs, {"op": "filter", "cond": self._later(cond, names), "child": spec,
-                           "names": self._out_names(node)}
+        return ids, refs, S.Filter(spec, self._out_names(node), self._later(cond, names))
 
     def _node_Aggregate(self, node: JavaObject):
         _, refs, spec, names = self._child(node)
@@ -309,16 +299,15 @@ class _Walker:
             self.influencing |= self._map(refs, self._refs(g))
         self.group_keys = [self._sql(g, names) for g in groups]
         out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in aggs}
-        return [e.exprId().id() for e in aggs], out_refs, {
-            "op": "aggregate", "groups": self.group_keys,
-            "aggs": [self._later(e, names, named=True) for e in aggs], "child": spec,
-            "names": self._out_names(node)}
+        return [e.exprId().id() for e in aggs], out_refs, S.Aggregate(
+            spec, self._out_names(node), tuple(self.group_keys),
+            tuple(self._later(e, names, named=True) for e in aggs))
 
     def _node_Distinct(self, node: JavaObject):
         ids, refs, spec, _ = self._child(node)
         self.influencing |= self._map(refs, ids)
-        self.group_keys = [f"__c{pos}" for pos in range(len(ids))]
-        return ids, refs, {"op": "distinct", "child": spec, "names": self._out_names(node)}
+        self.group_keys = [pos_name(pos) for pos in range(len(ids))]
+        return ids, refs, S.Distinct(spec, self._out_names(node))
 
     def _node_Deduplicate(self, node: JavaObject):
         ids, refs, spec, _ = self._child(node)
@@ -326,10 +315,9 @@ class _Walker:
         self.influencing |= self._map(refs, keys)
         positions = [ids.index(k) for k in keys]
         if sorted(positions) == list(range(len(ids))):
-            self.group_keys = [f"__c{pos}" for pos in range(len(ids))]
-            return ids, refs, {"op": "distinct", "child": spec, "names": self._out_names(node)}
-        return ids, refs, {"op": "dedup", "keys": positions, "child": spec,
-                           "names": self._out_names(node)}
+            self.group_keys = [pos_name(pos) for pos in range(len(ids))]
+            return ids, refs, S.Distinct(spec, self._out_names(node))
+        return ids, refs, S.Dedup(spec, self._out_names(node), tuple(positions))
 
     def _node_Join(self, node: JavaObject):
         how = _JOIN_HOW.get(_cls(node.joinType()))
@@ -338,8 +326,8 @@ class _Walker:
         # Self-joins get fresh attribute ids on one side, so children are inputs by position.
         lids, lrefs, lspec = self._side(node.left(), 0, 2)
         rids, rrefs, rspec = self._side(node.right(), 1, 2)
-        names = {eid: f"__l{pos}" for pos, eid in enumerate(lids)}
-        names.update({eid: f"__r{pos}" for pos, eid in enumerate(rids)})
+        names = {eid: pos_name(pos, LEFT) for pos, eid in enumerate(lids)}
+        names.update({eid: pos_name(pos, RIGHT) for pos, eid in enumerate(rids)})
         refs = {**lrefs, **rrefs}
         cond = node.condition()
         cond_sql = None
@@ -352,8 +340,7 @@ class _Walker:
             self.not_same.update(rids)
         if how in ("right", "full"):
             self.not_same.update(lids)
-        return ids, refs, {"op": "join", "how": how, "cond": cond_sql, "left": lspec,
-                           "right": rspec, "names": self._out_names(node)}
+        return ids, refs, S.Join(lspec, rspec, self._out_names(node), how, cond_sql)
 
     def _node_Generate(self, node: JavaObject):
         ids, refs, spec, names = self._child(node)
@@ -370,20 +357,19 @@ class _Walker:
         gen_ids = [a.exprId().id() for a in _seq(node.generatorOutput())]
         out_refs = dict(refs)
         out_refs.update({eid: set(gen_refs) for eid in gen_ids})
-        return [ids[p] for p in kept] + gen_ids, out_refs, {
-            "op": "generate", "gen": gen_sql, "keep": kept,
-            "gen_names": [str(a.name()) for a in _seq(node.generatorOutput())],
-            "child": spec, "names": self._out_names(node)}
+        return [ids[p] for p in kept] + gen_ids, out_refs, S.Generate(
+            spec, self._out_names(node), gen_sql, tuple(kept),
+            tuple(str(a.name()) for a in _seq(node.generatorOutput())))
 
     def _node_Sort(self, node: JavaObject):
         ids, refs, spec, names = self._child(node)
         orders = []
         for o in _seq(node.order()):
             self.order |= self._map(refs, self._refs(o))
-            orders.append([self._later(o.child(), names), _cls(o.direction()) == "Ascending",
-                           _cls(o.nullOrdering()) == "NullsFirst"])
-        return ids, refs, {"op": "sort", "orders": orders, "global": bool(getattr(node, "global")()),
-                           "child": spec, "names": self._out_names(node)}
+            orders.append((self._later(o.child(), names), _cls(o.direction()) == "Ascending",
+                           _cls(o.nullOrdering()) == "NullsFirst"))
+        return ids, refs, S.Sort(spec, self._out_names(node), tuple(orders),
+                                 bool(getattr(node, "global")()))
 
     def _node_GlobalLimit(self, node: JavaObject):
         local = node.child()
@@ -392,12 +378,12 @@ class _Walker:
         self.kinds.append("LocalLimit")
         ids, refs, spec = self.walk(local.child())
         n = int(str(node.limitExpr().sql()))
-        return ids, refs, {"op": "limit", "n": n, "child": spec, "names": self._out_names(node)}
+        return ids, refs, S.Limit(spec, self._out_names(node), n)
 
     def _node_Offset(self, node: JavaObject):
         ids, refs, spec, _ = self._child(node)
         n = int(str(node.offsetExpr().sql()))
-        return ids, refs, {"op": "offset", "n": n, "child": spec, "names": self._out_names(node)}
+        return ids, refs, S.Offset(spec, self._out_names(node), n)
 
     def _node_Union(self, node: JavaObject):
         kids = _seq(node.children())
@@ -413,8 +399,7 @@ class _Walker:
         self.not_same.update(ids)
         if ids != first_ids:
             out_refs = {ids[p]: out_refs[first_ids[p]] for p in range(len(ids))}
-        return ids, out_refs, {"op": "union", "children": [w[2] for w in walked],
-                               "names": self._out_names(node)}
+        return ids, out_refs, S.Union(tuple(w[2] for w in walked), self._out_names(node))
 
 
 def _output_ids(df: DataFrame, plan: JavaObject) -> list[int]:

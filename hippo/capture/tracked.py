@@ -1,7 +1,7 @@
 """TrackedDataFrame: pyspark's DataFrame transformations, with lineage recorded.
 
 Each method runs the same pyspark transformation on a DataFrame that also carries
-hippo's hidden columns (the row id and the slots of :mod:`hippo.capture.state`), then
+hippo's hidden columns (the row id and the slots of :mod:`hippo.recorded.state`), then
 reads the step's lineage off the analyzed plan (:mod:`hippo.capture.plan`). Methods
 only plumb the hidden columns through; none of them says what its lineage is.
 
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash, derived_id, is_hidden, quoted
-from hippo.capture.state import Cell, LineageState
 from hippo.errors import UnsupportedStepError
+from hippo.recorded.ids import ID, content_hash, derived_id, is_hidden, pos_name, quoted
+from hippo.recorded.state import LineageState
 
 if TYPE_CHECKING:
-    from hippo.capture.run import Run
+    from hippo.capture.recorder import Recorder
 
 __all__ = ["TrackedDataFrame", "TrackedGroupedData"]
 
@@ -59,8 +59,9 @@ class TrackedDataFrame:
     >>> late = flights.filter(F.col("dep_delay") > 15).select("carrier", "dep_delay")
     """
 
-    def __init__(self, run: Run, df: DataFrame, state: LineageState, op_id: int) -> None:
-        self._run = run
+    def __init__(self, recorder: Recorder, df: DataFrame, state: LineageState,
+                 op_id: int) -> None:
+        self._run = recorder
         self._df = df
         self._state = state
         self._op_id = op_id
@@ -79,6 +80,21 @@ class TrackedDataFrame:
     def op_id(self) -> int:
         """The id of the step that produced this DataFrame in its run."""
         return self._op_id
+
+    @property
+    def frame(self) -> DataFrame:
+        """The DataFrame with hippo's hidden columns (row id and slots)."""
+        return self._df
+
+    @property
+    def lineage_state(self) -> LineageState:
+        """The lineage this DataFrame's rows carry (slots and cell lineage)."""
+        return self._state
+
+    @property
+    def recorder(self) -> Recorder:
+        """The recorder of the run this DataFrame belongs to."""
+        return self._run
 
     def __getattr__(self, name: str) -> Any:
         if name in _ACTIONS:
@@ -116,7 +132,7 @@ class TrackedDataFrame:
     ) -> TrackedDataFrame:
         inputs = inputs or [self]
         states = states or [t._state for t in inputs]
-        return self._run._record_step(new, step, inputs, states, **extra)
+        return self._run.record_step(new, step, inputs, states, **extra)
 
     # -- one-to-one and generators -------------------------------------------------------
     def select(self, *cols: Any) -> TrackedDataFrame:
@@ -189,14 +205,14 @@ class TrackedDataFrame:
         user = self.columns
         out = _with_key_slot(self._run, self.df.distinct(), len(user))
         full = [i for i, c in enumerate(self._df.columns) if not is_hidden(c)]
-        return self._derive(out, "distinct", key_sql=[f"`__c{p}`" for p in full],
+        return self._derive(out, "distinct", key_sql=[quoted(pos_name(p)) for p in full],
                             key_count=len(user))
 
     # -- several inputs ------------------------------------------------------------------
     def join(self, other: TrackedDataFrame, on: Any = None, how: str | None = None) -> TrackedDataFrame:
-        other = self._run._check_tracked(other, "join")
+        other = self._run.check_tracked(other, "join")
         taken = set(self._state.slots)
-        renames = {s: self._run._new_slot() for s in other._state.slots if s in taken}
+        renames = {s: self._run.new_slot() for s in other._state.slots if s in taken}
         right = other._df.withColumnsRenamed({**renames, ID: "__hippo_r"})
         left = self._df.withColumnRenamed(ID, "__hippo_l")
         joined = left.join(right, on=on, how=how)
@@ -209,7 +225,7 @@ class TrackedDataFrame:
             # The right rows a kept row matched are found again at query time by
             # re-pairing the two inputs (nothing stored): a "match" slot keyed by the
             # left row's id.
-            match = {"slot": self._run._new_slot(), "renames": renames}
+            match = {"slot": self._run.new_slot(), "renames": renames}
             joined = joined.withColumnRenamed("__hippo_l", ID).withColumn(
                 match["slot"], F.col(ID))
         else:  # anti joins keep the left row; no right row contributed to it
@@ -233,9 +249,9 @@ class TrackedDataFrame:
         return self._union(other, by_name=True, allow_missing=allowMissingColumns)
 
     def _union(self, other: TrackedDataFrame, by_name: bool, allow_missing: bool) -> TrackedDataFrame:
-        other = self._run._check_tracked(other, "union")
+        other = self._run.check_tracked(other, "union")
         taken = set(self._state.slots)
-        renames = {s: self._run._new_slot() for s in other._state.slots if s in taken}
+        renames = {s: self._run.new_slot() for s in other._state.slots if s in taken}
         right_state = other._state.renamed(renames)
         slots = sorted(set(self._state.slots) | set(right_state.slots))
         sides = []
@@ -302,9 +318,9 @@ class TrackedGroupedData:
         return self._numeric("max", cols)
 
 
-def _with_key_slot(run: Run, grouped: DataFrame, n_keys: int) -> DataFrame:
+def _with_key_slot(run: Recorder, grouped: DataFrame, n_keys: int) -> DataFrame:
     """Add the group's key hash as a new slot and as the row id."""
-    slot = run._new_slot()
+    slot = run.new_slot()
     keys = [quoted(c) for c in grouped.columns[:n_keys]]
     return grouped.withColumn(slot, content_hash(keys, "key")).withColumn(ID, F.col(slot))
 
@@ -324,10 +340,3 @@ def _dedupe_hidden(df: DataFrame) -> DataFrame:
         return df
     return _positional_select(df, keep, [names[i] for i in keep])
 
-
-def cells_of(state: LineageState, positions: Iterable[int]) -> frozenset[Cell]:
-    """The cells behind some user columns of a state."""
-    out: set[Cell] = set()
-    for p in positions:
-        out |= state.contrib[p]
-    return frozenset(out)

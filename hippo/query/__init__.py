@@ -1,0 +1,1 @@
+"""Lineage questions: `where` checking, backward, forward, and the store's catalog."""

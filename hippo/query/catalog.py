@@ -1,7 +1,7 @@
 """Which runs, sources and sinks a store holds: the small metadata queries start from.
 
-Everything read here is metadata (a row per run, per source and sink, per step), so it
-is collected to the driver; row-level data never is.
+Everything read here is metadata (a row per run, and per source and sink), so it is
+collected to the driver; row-level data never is.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hippo.errors import UnknownRunError, UnknownSinkError, UnknownSourceError
+from hippo.errors import UnknownRunError, UnknownSinkError, UnknownSourceError, listing
+from hippo.recorded.run import RecordedRun
 from hippo.store import tables
 
-__all__ = ["Catalog", "Endpoint"]
+__all__ = ["Catalog", "Endpoint", "load_run"]
 
 _SHOWN = 20
 
@@ -29,40 +30,29 @@ class Endpoint:
     kind: str  # "source" or "sink"
     name: str
     op_id: int
-    detail: dict[str, Any]
     ended_at: Any
+
+
+def _succeeded(spark: SparkSession, root: str):
+    return tables.read_table(spark, root, tables.RUNS).filter(F.col("status") == "succeeded")
 
 
 class Catalog:
     """Successful runs and their sources and sinks, newest first."""
 
     def __init__(self, spark: SparkSession, root: str) -> None:
-        runs = (
-            tables.read_table(spark, root, tables.RUNS)
-            .filter(F.col("status") == "succeeded")
-            .select("run_id", "ended_at", "sinks")
-            .collect()
-        )
-        ended = {r.run_id: r.ended_at for r in runs}
-        versions = {r.run_id: r.sinks or {} for r in runs}
-        self.run_ids = sorted(ended, key=lambda r: ended[r], reverse=True)
         rows = (
-            tables.read_table(spark, root, tables.OPERATORS)
-            .filter(F.col("step").isin("source", "sink"))
-            .select("run_id", "step", "op_id", "detail")
+            _succeeded(spark, root)
+            .select("run_id", "ended_at", F.expr(
+                "filter(steps, s -> s.step IN ('source', 'sink'))").alias("ends"))
             .collect()
         )
+        self.run_ids = [r.run_id for r in sorted(rows, key=lambda r: r.ended_at, reverse=True)]
         self.endpoints: list[Endpoint] = []
         for r in rows:
-            if r.run_id not in ended:
-                continue
-            detail = json.loads(r.detail)[r.step]
-            if r.step == "sink" and detail.get("version") is None:
-                # Sink rows are appended before the write; the runs row has its version.
-                detail["version"] = versions[r.run_id].get(detail["name"])
-            self.endpoints.append(
-                Endpoint(r.run_id, r.step, detail["name"], r.op_id, detail, ended[r.run_id])
-            )
+            for s in r.ends or []:
+                name = json.loads(s.detail)[s.step]["name"]
+                self.endpoints.append(Endpoint(r.run_id, s.step, name, s.op_id, r.ended_at))
         self.endpoints.sort(key=lambda e: e.ended_at, reverse=True)
 
     def find(self, kind: str, name: str, run_id: str | None) -> Endpoint:
@@ -79,10 +69,13 @@ class Catalog:
             if e.run_id == run_id:
                 return e
         has = sorted(e.name for e in self.endpoints if e.run_id == run_id and e.kind == kind)
-        raise UnknownRunError(
-            run_id, self.run_ids[:_SHOWN],
-            f"it has no {kind} `{name}`; its {kind}s: {', '.join(f'`{h}`' for h in has)}",
-        )
+        raise UnknownRunError(run_id, self.run_ids[:_SHOWN],
+                              f"it has no {kind} `{name}`; its {kind}s: {listing(has)}")
 
-    def sinks_of(self, run_id: str) -> list[Endpoint]:
-        return [e for e in self.endpoints if e.run_id == run_id and e.kind == "sink"]
+
+def load_run(spark: SparkSession, root: str, run_id: str) -> RecordedRun:
+    """The successful run ``run_id`` of the store at ``root``."""
+    rows = _succeeded(spark, root).filter(F.col("run_id") == run_id).collect()
+    if not rows:
+        raise UnknownRunError(run_id, [], "no successful run has this id")
+    return RecordedRun(spark, root, rows[0])

@@ -16,8 +16,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import is_hidden, quoted
-from hippo.capture.state import LineageState
+from hippo.recorded.ids import COLUMN, is_hidden, pos_name, quoted
+from hippo.recorded.state import LineageState
 
 __all__ = ["Hint", "BARE", "few", "hintable", "hintable_type", "isin", "hint_cond", "copies_filter"]
 
@@ -27,7 +27,7 @@ Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of 
 # pushed into the replays and source reads as IN lists, so Spark skips files and row
 # groups by their statistics; more rows, and queries scan everything (still exact).
 _HINT_ROWS = 1000
-BARE = re.compile(r"^`?(__c\d+)`?$")
+BARE = re.compile(rf"^`?{COLUMN}(\d+)`?$")  # a group key that is a bare input column
 # Types whose values survive the trip to Python and back as literals unchanged
 # (timestamps may not: local-time conversions around DST changes).
 _HINTABLE = ("tinyint", "smallint", "int", "bigint", "string", "boolean", "date", "float",
@@ -72,7 +72,7 @@ def copies_filter(state: LineageState, names: list[str], slots: list[str],
     ors: list[Column] = []
     for slot in slots:
         origin = state.slots[slot]
-        if origin["kind"] != "source" or origin["op"] != source_op:
+        if origin.kind != "source" or origin.op != source_op:
             return None
         hint = [(u, copy[1]) for u in range(len(user))
                 if (copy := state.copy_at(u)) is not None and copy[0] == slot
@@ -80,6 +80,6 @@ def copies_filter(state: LineageState, names: list[str], slots: list[str],
         if not hint:
             return None
         ors.append(reduce(lambda a, b: a & b, [
-            isin(F.col(f"__c{user[u]}") if positional else F.col(quoted(names[user[u]])),
+            isin(F.col(pos_name(user[u])) if positional else F.col(quoted(names[user[u]])),
                   values[c]) for u, c in hint]))
     return reduce(lambda a, b: a | b, ors) if ors else None

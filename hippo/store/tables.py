@@ -1,61 +1,53 @@
-"""The store's Delta tables: where they live, their schemas, appends and reads.
+"""The store's Delta tables: where they live, their schemas, creation, appends, reads.
 
 A store is a folder of plain Delta tables that any Delta reader can open:
 
-* ``runs``: one row per finished run (status ``succeeded`` or ``failed``), with the
-  Delta version each sink was written as (``sinks``);
-* ``operators``: one row per step of a run: lineage type, column mapping, encoding,
-  replay spec, the carried lineage state, code location, and source/sink details;
-* ``sink_rows``: per written output row of a sink computed through an aggregate, its
-  id, a hash of its values (to find it in the sink as written) and its slot ids (where
-  its lineage continues; the slot names are in the sink's ``operators`` row,
-  ``detail.sink.slots``). Other sinks store nothing per row: their rows replay exactly
-  from the pinned sources, so queries rebuild the same three columns;
+* ``runs``: one row per finished run: its id, name, params, status, times, versions,
+  the Delta version each sink was written as (``sinks``), the format version of its
+  stored JSON (``format``), and its ``steps``, one element per source read, step and
+  sink write (lineage type, column mapping, encoding, spec, lineage state, code
+  location, details). A run's metadata is this one row, so it lands in one commit;
+* ``sink_rows``: per written output row of an *explicit* sink, its id, a hash of its
+  values (to find it in the sink as written) and its slot ids. Written before the run's
+  row, so invisible until the run commits;
 * ``snapshots/<run_id>/<source>``: DataFrame sources, copied so their lineage stays
   answerable.
 
-The ``runs`` row is written last, so a run whose lineage is only partly written is
-never visible as a successful run.
+Tables are created once, with fixed schemas (Delta's ``createIfNotExists``), never
+widened. This module is Delta table I/O only: it knows nothing of what the rows mean.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
-from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash, quoted
+from hippo.errors import NotAStoreError, StoreFormatError
+from hippo.store.commits import committed
 
 __all__ = [
-    "RUNS",
-    "OPERATORS",
-    "SINK_ROWS",
-    "SCHEMAS",
-    "table_path",
-    "snapshot_path",
-    "COMPRESSION",
-    "append_rows",
-    "appender",
-    "read_table",
-    "sink_rows_of",
+    "RUNS", "SINK_ROWS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
+    "snapshot_path", "create_tables", "append_rows", "append_frame", "read_table",
+    "check_store",
 ]
 
 RUNS = "runs"
-OPERATORS = "operators"
 SINK_ROWS = "sink_rows"
 
+STEP_TYPE = (
+    "struct<op_id: int, step: string, inputs: array<int>, kinds: array<string>, "
+    "lineage: string, spec: string, state: string, columns: array<string>, "
+    "deterministic: boolean, code_location: string, detail: string>"
+)
 SCHEMAS = {
     RUNS: (
         "run_id string, name string, params string, status string, started_at timestamp, "
         "ended_at timestamp, code_version string, spark_version string, "
-        "hippo_version string, error string, sinks map<string,bigint>"
-    ),
-    OPERATORS: (
-        "run_id string, op_id int, step string, inputs array<int>, kinds array<string>, "
-        "lineage string, spec string, state string, columns array<string>, "
-        "deterministic boolean, code_location string, detail string"
+        f"hippo_version string, error string, sinks map<string,bigint>, format int, "
+        f"steps array<{STEP_TYPE}>"
     ),
     SINK_ROWS: (
         "run_id string, sink string, hippo_row_id bigint, row_hash bigint, "
@@ -63,14 +55,12 @@ SCHEMAS = {
     ),
 }
 
-
 # Parquet codec of the store's tables: their files are mostly JSON text, which zstd packs
 # tighter than Spark's default snappy (stores 11-18% smaller in the bench).
 COMPRESSION = "zstd"
 # Delta keeps min/max statistics of the first 32 columns of every file in its log; for
 # the store's JSON columns they are bytes nothing ever skips by.
-_STATS_COLUMNS = {RUNS: "run_id", OPERATORS: "run_id,op_id",
-                  SINK_ROWS: "run_id,sink,hippo_row_id,row_hash"}
+_STATS_COLUMNS = {RUNS: "run_id,status,ended_at", SINK_ROWS: "run_id,sink,hippo_row_id,row_hash"}
 
 
 def table_path(root: str, table: str) -> str:
@@ -81,19 +71,64 @@ def snapshot_path(root: str, run_id: str, source: str) -> str:
     return table_path(root, f"snapshots/{run_id}/{source}")
 
 
+def _is_delta(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def create_tables(spark: SparkSession, root: str) -> None:
+    """Create the store's tables that do not exist yet (any number of processes may
+    call this at once); refuse a folder that holds something else."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType
+
+    check_store(spark, root)
+    for table, ddl in SCHEMAS.items():
+        path = table_path(root, table)
+        if _is_delta(spark, path):
+            continue
+        schema = StructType.fromDDL(ddl)
+
+        def create(path: str = path, table: str = table, schema: StructType = schema) -> None:
+            (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+             .property("delta.dataSkippingStatsColumns", _STATS_COLUMNS[table]).execute())
+
+        committed(path, create, f"creating the store table `{table}`")
+
+
+def check_store(spark: SparkSession, root: str) -> bool:
+    """Whether ``root`` holds a store (False: nothing there yet). NotAStoreError if the
+    folder holds other things; StoreFormatError for a store of an older layout."""
+    runs = table_path(root, RUNS)
+    if _is_delta(spark, runs):
+        columns = set(spark.read.format("delta").load(runs).columns)
+        if "steps" not in columns:
+            raise StoreFormatError(
+                f"`{root}` is a store of an older layout (its steps are in a separate "
+                "`operators` table); record into a new folder to use this hippo")
+        return True
+    if "://" not in root and os.path.isdir(root):
+        found = [n for n in os.listdir(root) if not n.startswith((".", "_"))]
+        if set(found) - {RUNS, SINK_ROWS, "snapshots"}:
+            raise NotAStoreError(root, found)
+    return False
+
+
 def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str, Any]]) -> None:
     """Append metadata rows (a handful per run) in one Delta transaction."""
-    if not rows:
-        return
-    df = _local_frame(spark, rows, SCHEMAS[table]).coalesce(1)
-    appender(df, table).option("mergeSchema", "true").save(table_path(root, table))
+    if rows:
+        append_frame(_local_frame(spark, rows, SCHEMAS[table]).coalesce(1), root, table)
 
 
-def appender(df: DataFrame, table: str) -> DataFrameWriter:
-    """A Delta append of ``df`` to a store table: ``COMPRESSION`` Parquet and, when the
-    append creates the table, file statistics only on the columns queries filter by."""
-    return (df.write.format("delta").mode("append").option("compression", COMPRESSION)
-            .option("delta.dataSkippingStatsColumns", _STATS_COLUMNS[table]))
+def append_frame(df: DataFrame, root: str, table: str, **options: str) -> None:
+    """Append ``df`` (the table's schema) to a store table in one Delta transaction."""
+    path = table_path(root, table)
+    writer: DataFrameWriter = (df.write.format("delta").mode("append")
+                               .option("compression", COMPRESSION))
+    for key, value in options.items():
+        writer = writer.option(key, value)
+    committed(path, lambda: writer.save(path), f"appending to the store table `{table}`")
 
 
 def _local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> DataFrame:
@@ -101,7 +136,7 @@ def _local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> D
 
     ``createDataFrame`` of Python rows runs a Python worker task to convert them, about
     0.2 s of each metadata append; from an Arrow table the JVM reads the rows directly.
-    Naive datetimes are UTC (see ``Run``).
+    Naive datetimes are UTC.
     """
     import pyarrow as pa
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -112,24 +147,9 @@ def _local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> D
     return spark.createDataFrame(arrow, schema)
 
 
-def sink_rows_of(df: DataFrame, user: list[str], slots: list[str]) -> DataFrame:
-    """``hippo_row_id``, ``row_hash`` and ``slots`` of a sink's rows (with hidden columns).
-
-    Used to store them (explicit sinks) and to rebuild them from a replay (the others).
-    """
-    cols = [quoted(c) for c in user]
-    return df.select(
-        F.col(ID).alias("hippo_row_id"),
-        content_hash(cols, "row").alias("row_hash"),
-        F.array(*[F.col(s) for s in slots]).cast("array<bigint>").alias("slots"),
-    )
-
-
 def read_table(spark: SparkSession, root: str, table: str) -> DataFrame:
-    """The table, or an empty DataFrame of its schema if nothing was written yet."""
-    from delta.tables import DeltaTable
-
+    """The table, or an empty DataFrame of its schema if the store has none yet."""
     path = table_path(root, table)
-    if DeltaTable.isDeltaTable(spark, path):
+    if check_store(spark, root) and _is_delta(spark, path):
         return spark.read.format("delta").load(path)
     return spark.createDataFrame([], SCHEMAS[table])

@@ -436,13 +436,17 @@ class Frame:
             }
         positions = [self._index(c) for c in columns]
         cells = _union(r.cells[p] for r in chosen for p in positions)
+        # A cell computed from no column (count(*), a literal) is made by its row's
+        # lineage: those rows, with no value column (DESIGN, lineage semantics).
+        made_by_rows = _union(r.rows for r in chosen for p in positions if not r.cells[p])
         out: dict[str, tuple[list[str], list[Values]]] = {}
         for name, src in self.sources.items():
             mine = {(i, c) for s, i, c in cells if s == name}
-            if not mine:
+            whole = {i for s, i in made_by_rows if s == name}
+            if not mine and not whole:
                 continue
             keep = [c for c in src.columns if any(c == m for _, m in mine)]
-            rows = sorted({i for i, _ in mine})
+            rows = sorted({i for i, _ in mine} | whole)
             out[name] = (keep, sorted(
                 (tuple(src.rows[i][src.columns.index(c)] if (i, c) in mine else None
                        for c in keep) for i in rows),

@@ -84,7 +84,7 @@ def test_a_row_tracked_table_uses_deltas_own_row_ids(spark, store, tmp_path):
 
 
 def test_plain_tables_are_read_as_parquet_and_answer_the_same(spark, store, source, tmp_path):
-    from hippo.capture.sources import check_readable
+    from hippo.recorded.pinned import check_readable
 
     def file_format(df):
         leaf = df._jdf.queryExecution().analyzed().collectLeaves().head()

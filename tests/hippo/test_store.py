@@ -64,10 +64,15 @@ def test_a_run_records_its_start_and_end_as_instants_whatever_the_local_time_zon
     assert before - 1 <= row.start / 1e6 <= row.end / 1e6 <= after + 1
 
 
-def test_operators_record_lineage_type_columns_and_code_location(spark, store, flights, tmp_path):
+def _steps(spark, store, run_id):
+    """A run's steps, read as any Delta reader would: one row of the runs table."""
+    return (spark.read.format("delta").load(f"{store.path}/runs")
+            .filter(F.col("run_id") == run_id).selectExpr("inline(steps)").collect())
+
+
+def test_steps_record_lineage_type_columns_and_code_location(spark, store, flights, tmp_path):
     run = _record(store, flights, str(tmp_path / "out"))
-    ops = {r.step: r for r in spark.read.format("delta").load(f"{store.path}/operators")
-           .filter(F.col("run_id") == run.run_id).collect()}
+    ops = {r.step: r for r in _steps(spark, store, run.run_id)}
     agg = json.loads(ops["groupBy.agg"].lineage)
     assert agg["kind"] == "many_to_one"
     assert agg["encoding"] == {"kind": "key", "keys": ["carrier"]}
@@ -82,8 +87,7 @@ def test_operators_record_lineage_type_columns_and_code_location(spark, store, f
 
 
 def _sink_detail(spark, store, run_id, sink):
-    rows = (spark.read.format("delta").load(f"{store.path}/operators")
-            .filter((F.col("run_id") == run_id) & (F.col("step") == "sink")).collect())
+    rows = [r for r in _steps(spark, store, run_id) if r.step == "sink"]
     details = [json.loads(r.detail)["sink"] for r in rows]
     return next(d for d in details if d["name"] == sink)
 
@@ -242,7 +246,7 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
 
     pushed = answers()
     monkeypatch.setattr(pushdown, "_HINT_ROWS", 0)  # every query scans everything
-    store._resolvers.clear()
+    store._runs.clear()
     scanned = answers()
     assert pushed == scanned
     assert pushed["back"]["orders"] and pushed["fwd"]["lines"] and pushed["fwd_null"]["per_cust"]

@@ -1,21 +1,31 @@
-"""Row ids: stable source ids and deterministic derived ids, as Spark column expressions.
+"""Hidden column names and row ids, defined once for capture and every reader.
 
 A source row's id is a 64-bit xxhash of its values plus a null pattern, so it is the
 same in every run over the same data and does not move when other rows are deleted.
 Rows with identical values share an id: they are one record for lineage. Derived ids
 are hashes of their parents' ids, so task retries and replays reproduce them.
+
+Recorded specs name columns by position (``__c3``; ``__l0``/``__r2`` for the two sides
+of a join), so duplicate or awkward user names never make them ambiguous:
+:func:`positional` gives a DataFrame those names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+__all__ = ["ID", "SLOT_PREFIX", "KEY", "RESERVED", "COLUMN", "LEFT", "RIGHT", "is_hidden",
+           "quoted", "pos_name", "positional", "content_hash", "derived_id"]
 
 ID = "__hippo_id"
 SLOT_PREFIX = "__hs_"
-HIDDEN_PREFIX = "__h"
+# The id column of the rows a key or match slot refers to, while a query resolves it.
+KEY = "__hippo_key"
+# Names a user's columns may not take: hippo's hidden ones, and what answers add.
+RESERVED = ("hippo_row_id",)
 
 
 def is_hidden(name: str) -> bool:
@@ -26,6 +36,20 @@ def is_hidden(name: str) -> bool:
 def quoted(name: str) -> str:
     """``name`` as a SQL identifier."""
     return "`" + name.replace("`", "``") + "`"
+
+
+# Prefixes of positional column names: a step's input, and the two sides of a join.
+COLUMN, LEFT, RIGHT = "__c", "__l", "__r"
+
+
+def pos_name(position: int, prefix: str = COLUMN) -> str:
+    """The positional name of column ``position``: ``__c3`` (``__l3``/``__r3`` in joins)."""
+    return f"{prefix}{position}"
+
+
+def positional(df: DataFrame, prefix: str = COLUMN) -> DataFrame:
+    """``df`` with its columns named by position: ``<prefix>0``, ``<prefix>1``, ..."""
+    return df.toDF(*[pos_name(i, prefix) for i in range(len(df.columns))])
 
 
 def _null_mask(cols: Sequence[Column]) -> list[Column]:

@@ -1,21 +1,21 @@
-"""Reading a source as a run read it: pinned Delta version, ids added.
+"""Reading a table as a run read it: pinned Delta version, ids added.
 
-Used at capture time and again at query time, so both see the same rows with the
+Used at capture time and again by every reader, so both see the same rows with the
 same ids. A Delta path is pinned to the version read; a DataFrame source is first
 snapshotted into the store (a Delta table of its own), then read the same way.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from hippo.capture.ids import ID, content_hash, is_hidden, quoted
-from hippo.errors import HippoError, VersionUnavailableError
+from hippo.errors import HippoError, VersionUnavailableError, first_line
+from hippo.recorded.ids import ID, RESERVED, content_hash, is_hidden, quoted
+from hippo.recorded.steps import SourceInfo
 
-__all__ = ["latest_version", "describe", "read_pinned", "read_source", "check_readable"]
+__all__ = ["latest_version", "describe", "read_pinned", "read_source", "check_readable",
+           "reserved_columns"]
 
 
 def _snapshot(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
@@ -69,7 +69,7 @@ def read_pinned(spark: SparkSession, path: str, version: int) -> DataFrame:
     try:
         return spark.read.format("delta").option("versionAsOf", version).load(path)
     except Exception as err:  # Py4J/Delta raise several kinds for a missing version
-        raise VersionUnavailableError(path, version, _first_line(err)) from err
+        raise VersionUnavailableError(path, version, first_line(err)) from err
 
 
 def check_readable(spark: SparkSession, path: str, version: int,
@@ -120,28 +120,27 @@ def _plain_parquet(spark: SparkSession, path: str, version: int) -> bool:
         return False
 
 
-def read_source(
-    spark: SparkSession, info: dict[str, Any], pinned: DataFrame | None = None
-) -> DataFrame:
+def reserved_columns(columns: list[str], what: str) -> None:
+    """HippoError if a user column takes a name hippo reserves."""
+    clash = [c for c in columns if is_hidden(c) or c.lower() in RESERVED]
+    if clash:
+        raise HippoError(
+            f"{what} has column(s) {', '.join(f'`{c}`' for c in clash)} whose names hippo "
+            "reserves (`hippo_row_id`, and the prefixes `__hippo_` and `__hs_`); rename "
+            "them, e.g. with `.withColumnRenamed(...)`")
+
+
+def read_source(spark: SparkSession, info: SourceInfo, slot: str,
+                pinned: DataFrame | None = None) -> DataFrame:
     """The source's rows as the run read them, with ``__hippo_id`` and its slot column.
 
     ``pinned`` is the source's pinned version when the caller has already read it.
     """
-    df = pinned if pinned is not None else read_pinned(spark, info["path"], info["version"])
-    clash = [c for c in df.columns if is_hidden(c)]
-    if clash:
-        raise HippoError(
-            f"source `{info['name']}` has column(s) {', '.join(f'`{c}`' for c in clash)} "
-            "whose names hippo reserves (prefixes `__hippo_`, `__hs_`); rename them"
-        )
-    if info.get("ids") == "row_tracking":
+    df = pinned if pinned is not None else read_pinned(spark, info.path, info.version)
+    reserved_columns(df.columns, f"source `{info.name}`")
+    if info.ids == "row_tracking":
         ids = F.col("_metadata.row_id")
     else:
         ids = content_hash([quoted(c) for c in df.columns], "row")
-    return df.withColumn(ID, ids).withColumn(info["slot"], F.col(ID))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
+    return df.withColumn(ID, ids).withColumn(slot, F.col(ID))
 

@@ -1,7 +1,12 @@
-"""LineageStore: the public front of hippo (capture runs, ask lineage questions)."""
+"""LineageStore: the public front of hippo (record runs, ask lineage questions).
+
+It only checks its arguments and delegates: recording to :mod:`hippo.capture`, the
+store's tables to :mod:`hippo.store`, questions to :mod:`hippo.query`.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,13 +14,41 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 
-from hippo.capture.run import Run
-from hippo.query.catalog import Catalog
-from hippo.query.resolve import Resolver
+from hippo.capture.run import Run, finish
+from hippo.errors import HippoError
+from hippo.query.backward import backward
+from hippo.query.catalog import Catalog, Endpoint, load_run
+from hippo.query.forward import forward
+from hippo.query.slots import Slots
 from hippo.session import HippoSettings, load_settings
 from hippo.store import tables
 
 __all__ = ["LineageStore"]
+
+log = logging.getLogger(__name__)
+
+
+def _check_str(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise HippoError(f"`{name}` must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _check_where(where: Any) -> str | Column:
+    if isinstance(where, str | Column):
+        return where
+    raise HippoError(f"`where` must be a SQL predicate string or a Column, got "
+                     f"{type(where).__name__}")
+
+
+def _check_columns(columns: Any) -> list[str] | None:
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        return [columns]
+    if isinstance(columns, list | tuple) and all(isinstance(c, str) for c in columns):
+        return list(columns)
+    raise HippoError(f"`columns` must be a list of column names, got {columns!r:.80}")
 
 
 class LineageStore:
@@ -41,11 +74,12 @@ class LineageStore:
     """
 
     def __init__(self, spark: SparkSession, path: str, strict: bool | None = None) -> None:
+        _check_str(path, "path")
         self.spark = spark
         self.path = path if "://" in path else os.path.abspath(path)
         self.settings: HippoSettings = load_settings(strict=strict)
         self._catalog: Catalog | None = None
-        self._resolvers: dict[str, Resolver] = {}
+        self._runs: dict[str, Slots] = {}
 
     def __repr__(self) -> str:
         return f"LineageStore({self.path!r})"
@@ -53,17 +87,23 @@ class LineageStore:
     @contextmanager
     def run(self, name: str, params: dict[str, Any] | None = None) -> Iterator[Run]:
         """Record one run of a pipeline; it commits on success and is marked failed on error."""
-        run = Run(self, name, dict(params or {}))
+        _check_str(name, "name")
+        tables.create_tables(self.spark, self.path)
+        run = Run(self.spark, self.path, name, dict(params or {}), self.settings.strict)
         try:
             yield run
         except BaseException as err:
-            run._finish(err)
+            finish(run, err)
             raise
-        run._finish(None)
+        finally:
+            self._catalog = None
+        finish(run, None)
 
     def runs(self) -> DataFrame:
-        """Every finished run: id, name, params, status, times, code and Spark versions."""
-        return tables.read_table(self.spark, self.path, tables.RUNS).orderBy("started_at")
+        """Every finished run: id, name, params, status, times, code and Spark versions,
+        and the version each sink was written as."""
+        return (tables.read_table(self.spark, self.path, tables.RUNS)
+                .drop("steps", "format").orderBy("started_at"))
 
     def backward(
         self,
@@ -85,8 +125,9 @@ class LineageStore:
         >>> store.backward("by_carrier", where="carrier = 'AA'", columns=["avg_delay"])  # doctest: +SKIP
         {'flights': DataFrame[arr_delay: double, hippo_row_id: bigint]}
         """
-        endpoint = self._find("sink", sink, run_id)
-        return self._resolver(endpoint.run_id).backward(endpoint, where, columns, influencing)
+        endpoint = self._find("sink", _check_str(sink, "sink"), run_id)
+        return backward(self._slots(endpoint.run_id), sink, _check_where(where),
+                        _check_columns(columns), bool(influencing))
 
     def forward(
         self,
@@ -104,30 +145,23 @@ class LineageStore:
         >>> store.forward("flights", where="flight = 1545")  # doctest: +SKIP
         {'by_carrier': DataFrame[carrier: string, avg_delay: double, hippo_row_id: bigint]}
         """
-        endpoint = self._find("source", source, run_id)
-        catalog = self._get_catalog()
-        resolver = self._resolver(endpoint.run_id)
-        return resolver.forward(endpoint, catalog.sinks_of(endpoint.run_id), where, columns)
+        endpoint = self._find("source", _check_str(source, "source"), run_id)
+        return forward(self._slots(endpoint.run_id), source, _check_where(where),
+                       _check_columns(columns))
 
     # -- internals --------------------------------------------------------------------
-    def _get_catalog(self, refresh: bool = False) -> Catalog:
-        if self._catalog is None or refresh:
-            self._catalog = Catalog(self.spark, self.path)
-        return self._catalog
+    def _find(self, kind: str, name: str, run_id: str | None) -> Endpoint:
+        if run_id is not None:
+            _check_str(run_id, "run_id")
+        if self._catalog is not None:
+            try:
+                return self._catalog.find(kind, name, run_id)
+            except HippoError:
+                pass  # another process may have recorded runs since the catalog was read
+        self._catalog = Catalog(self.spark, self.path)
+        return self._catalog.find(kind, name, run_id)
 
-    def _find(self, kind: str, name: str, run_id: str | None):
-        from hippo.errors import HippoError
-
-        try:
-            return self._get_catalog().find(kind, name, run_id)
-        except HippoError:
-            # Another process may have recorded runs since the catalog was read.
-            return self._get_catalog(refresh=True).find(kind, name, run_id)
-
-    def _resolver(self, run_id: str) -> Resolver:
-        if run_id not in self._resolvers:
-            self._resolvers[run_id] = Resolver(self.spark, self.path, run_id)
-        return self._resolvers[run_id]
-
-    def _forget_cache(self) -> None:
-        self._catalog = None
+    def _slots(self, run_id: str) -> Slots:
+        if run_id not in self._runs:
+            self._runs[run_id] = Slots(load_run(self.spark, self.path, run_id))
+        return self._runs[run_id]

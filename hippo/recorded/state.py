@@ -3,10 +3,12 @@
 Every tracked row carries hidden *slot* columns. A slot holds the id of one row the
 tracked row came from, and the slot's *origin* says where that id is resolved:
 
-* ``{"kind": "source", "source": name, "op": n}``: a source row id (passthrough);
-* ``{"kind": "key", "op": n, "input_op": m, "keys": [...]}``: a group of an aggregate or
-  distinct step ``n``; the id is a hash of the group key, resolved by re-reading step
-  ``m``'s output and keeping the rows whose key hashes to it (key encoding).
+* :class:`SourceSlot`: a source row id (passthrough);
+* :class:`KeySlot`: a group of an aggregate or distinct step ``op``; the id is a hash of
+  the group key, resolved by rebuilding step ``input_op``'s output and keeping the rows
+  whose key hashes to it (key encoding);
+* :class:`MatchSlot`: the left row id of a semi join step ``op``; the right rows it
+  matched are found again by re-pairing the two inputs.
 
 ``keyed`` maps a key slot to the user columns that still hold its group key unchanged,
 so the slot's value is a function of the row itself (``content_hash`` of those columns);
@@ -26,14 +28,76 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hippo.errors import StoreFormatError
+
+__all__ = ["Cell", "SourceSlot", "KeySlot", "MatchSlot", "Origin", "LineageState",
+           "origin_from_json"]
+
 Cell = tuple[str, Any]  # (slot column, column name or position at the slot's origin)
+
+
+@dataclass(frozen=True)
+class SourceSlot:
+    """Ids of rows of the source read by step ``op``."""
+
+    source: str
+    op: int
+    kind: str = field(default="source", init=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "op": self.op}
+
+
+@dataclass(frozen=True)
+class KeySlot:
+    """Group-key hashes of aggregate (or distinct) step ``op`` over step ``input_op``."""
+
+    op: int
+    input_op: int
+    keys: tuple[str, ...]  # group-key SQL over the input's positional names
+    kind: str = field(default="key", init=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "op": self.op, "input_op": self.input_op,
+                "keys": list(self.keys)}
+
+
+@dataclass(frozen=True)
+class MatchSlot:
+    """Left row ids of semi join step ``op``, whose matched right rows are re-paired."""
+
+    op: int
+    left_op: int
+    right_op: int
+    renames: dict[str, str]  # slot renames the right side got in the join
+    kind: str = field(default="match", init=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "op": self.op, "left_op": self.left_op,
+                "right_op": self.right_op, "renames": dict(self.renames)}
+
+
+Origin = SourceSlot | KeySlot | MatchSlot
+
+
+def origin_from_json(data: dict[str, Any]) -> Origin:
+    """A slot origin from its JSON form."""
+    kind = data.get("kind")
+    if kind == "source":
+        return SourceSlot(str(data["source"]), int(data["op"]))
+    if kind == "key":
+        return KeySlot(int(data["op"]), int(data["input_op"]), tuple(data["keys"]))
+    if kind == "match":
+        return MatchSlot(int(data["op"]), int(data["left_op"]), int(data["right_op"]),
+                         dict(data["renames"]))
+    raise StoreFormatError(f"unknown slot kind `{kind}`; known: `key`, `match`, `source`")
 
 
 @dataclass(frozen=True)
 class LineageState:
     """Slots and cell lineage of one tracked DataFrame (positions = user columns)."""
 
-    slots: dict[str, dict[str, Any]]
+    slots: dict[str, Origin]
     contrib: tuple[frozenset[Cell], ...]
     influence: frozenset[Cell] = frozenset()
     order: frozenset[Cell] = field(default=frozenset())
@@ -88,7 +152,7 @@ class LineageState:
             return sorted(([s, r] for s, r in cs), key=lambda c: (c[0], str(c[1])))
 
         return {
-            "slots": self.slots,
+            "slots": {s: o.to_json() for s, o in self.slots.items()},
             "contrib": [cells(c) for c in self.contrib],
             "influence": cells(self.influence),
             "replay_exact": self.replay_exact,
@@ -103,7 +167,7 @@ class LineageState:
             return frozenset((s, r) for s, r in cs)
 
         return cls(
-            slots=data["slots"],
+            slots={s: origin_from_json(o) for s, o in data["slots"].items()},
             contrib=tuple(cells(c) for c in data["contrib"]),
             influence=cells(data["influence"]),
             replay_exact=data.get("replay_exact", True),

@@ -1,0 +1,309 @@
+"""Recording a run's steps: what each tracked transformation adds to the run.
+
+A :class:`Recorder` holds the steps of one run in memory while the user's pipeline is
+built (metadata, a few per transformation). It reads each step's lineage off the plan
+(:mod:`hippo.capture.plan`), carries the lineage state forward, and checks in the
+background that the step's spec rebuilds to what the run computed. Tracked DataFrames
+call it; :class:`hippo.capture.run.Run` turns its steps into the run's row at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from hippo.capture.kinds import source_lineage_type, step_lineage_type
+from hippo.capture.plan import StepAnalysis, analyze_step
+from hippo.errors import HippoError, RunStateError, UnsupportedStepError, first_line
+from hippo.recorded.ids import ID, SLOT_PREFIX, derived_id, is_hidden
+from hippo.recorded.rebuild import build_step
+from hippo.recorded.spec import Node, rendered
+from hippo.recorded.state import Cell, KeySlot, LineageState, MatchSlot, Origin
+from hippo.recorded.steps import SinkInfo, SourceInfo, Step
+
+if TYPE_CHECKING:
+    from hippo.capture.tracked import TrackedDataFrame
+
+__all__ = ["Recorder", "code_location"]
+
+log = logging.getLogger(__name__)
+
+_HIPPO_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def code_location() -> str:
+    """``file:line`` of the user's code that called into hippo."""
+    for frame in inspect.stack()[2:]:
+        if not frame.filename.startswith(_HIPPO_DIR) and "pyspark" not in frame.filename:
+            return f"{frame.filename}:{frame.lineno}"
+    return "unknown"
+
+
+def _spec_json(spec: Node | None) -> str:
+    """The spec as JSON; ``null`` for one that cannot be rendered, whose step's replay
+    check has failed with the reason (so the run's status already says so)."""
+    try:
+        return json.dumps(None if spec is None else rendered(spec).to_json())
+    except Exception:  # noqa: BLE001 -- reported by the replay check of the same spec
+        return "null"
+
+
+def _check_rebuild(step: str, where: str, spec: Node, inputs: list[DataFrame],
+                   expected: str) -> None:
+    """Raise UnsupportedStepError unless ``spec`` rebuilds to the schema the run computed."""
+    try:
+        got = build_step(rendered(spec), inputs).schema.simpleString()
+    except Exception as err:  # an expression whose SQL does not parse back, say
+        raise UnsupportedStepError(
+            f"`{step}` at {where} could not be recorded: {first_line(err)}") from err
+    if got != expected:
+        raise UnsupportedStepError(f"`{step}` at {where} could not be recorded exactly: its "
+                                   f"replay gives {got}, the run {expected}")
+
+
+def _carried_copies(analysis: StepAnalysis, states: list[LineageState],
+                    in_cols: list[list[str]], out_cols: list[str]
+                    ) -> tuple[tuple[str, str] | None, ...]:
+    """Per output user column, the source column it is an unchanged copy of, if any."""
+    out: list[tuple[str, str] | None] = []
+    for p, name in enumerate(out_cols):
+        if is_hidden(name):
+            continue
+        ref = analysis.copies[p]
+        found = None
+        if ref is not None and not is_hidden(in_cols[ref[0]][ref[1]]):
+            i, full = ref
+            u = sum(1 for c in in_cols[i][:full] if not is_hidden(c))
+            found = states[i].copy_at(u)
+        out.append(found)
+    return tuple(out)
+
+
+def _carried_keys(analysis: StepAnalysis, states: list[LineageState],
+                  in_cols: list[list[str]], out_cols: list[str]
+                  ) -> tuple[dict[str, tuple[int, ...]], str | None]:
+    """The key slots whose group-key columns a step copies unchanged, at their new
+    positions, and the key slot the row id still equals (see ``LineageState.keyed``)."""
+    out_user = [p for p, c in enumerate(out_cols) if not is_hidden(c)]
+    at: dict[tuple[int, int], int] = {}
+    for u, p in enumerate(out_user):
+        ref = analysis.copies[p]
+        if ref is not None:
+            at.setdefault(ref, u)
+    keyed: dict[str, tuple[int, ...]] = {}
+    for i, state in enumerate(states):
+        user_full = [p for p, c in enumerate(in_cols[i]) if not is_hidden(c)]
+        for slot, positions in state.keyed.items():
+            moved = [at.get((i, user_full[q])) for q in positions]
+            if slot in out_cols and None not in moved:
+                keyed[slot] = tuple(moved)  # type: ignore[arg-type]
+    id_slot = None
+    if ID in out_cols:
+        ref = analysis.copies[out_cols.index(ID)]
+        if ref is not None and in_cols[ref[0]][ref[1]] == ID:
+            id_slot = states[ref[0]].id_slot
+    return keyed, id_slot if id_slot in keyed else None
+
+
+class Recorder:
+    """The steps of one run being recorded, and the background work they need.
+
+    Metadata work that need not hold the user's pipeline up runs on one background
+    thread (Spark accepts jobs from several threads): each step's rebuild check and the
+    rendering of its spec to JSON. :meth:`finish` waits for all of it.
+    """
+
+    def __init__(self, run_id: str, name: str, strict: bool) -> None:
+        self.run_id = run_id
+        self.name = name
+        self.strict = strict
+        self.steps: list[Step] = []
+        self.incomplete: str | None = None
+        self.open = True
+        self._slots = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-run")
+        self._checks: list[Future] = []
+        self._specs: dict[int, Future] = {}
+
+    # -- used by Run and TrackedDataFrame ------------------------------------------------
+    def new_slot(self) -> str:
+        """A slot column name not used before in this run."""
+        self._slots += 1
+        return f"{SLOT_PREFIX}{self._slots}"
+
+    def check_open(self) -> None:
+        if not self.open:
+            raise RunStateError(f"run `{self.run_id}` ({self.name}) has ended; start a new "
+                                "one with `store.run(...)`")
+
+    def check_tracked(self, other: Any, step: str) -> TrackedDataFrame:
+        """``other`` if it is a TrackedDataFrame of this run, else a HippoError."""
+        from hippo.capture.tracked import TrackedDataFrame
+
+        if not isinstance(other, TrackedDataFrame):
+            raise HippoError(f"{step} needs a TrackedDataFrame from `run.source(...)`, got "
+                             f"{type(other).__name__}; read it with `run.source(name, df)`")
+        if other.recorder is not self:
+            raise HippoError(f"{step}: the DataFrame belongs to run `{other.recorder.run_id}`, "
+                             f"not to this run `{self.run_id}`")
+        return other
+
+    def refuse(self, message: str) -> None:
+        """A step whose lineage would not be exact: an error when strict, else the run
+        is recorded as ``lineage_incomplete`` and a warning logged."""
+        if self.strict:
+            raise UnsupportedStepError(message)
+        log.warning("run %s: %s; the run is recorded as lineage_incomplete", self.run_id,
+                    message)
+        self.incomplete = self.incomplete or message
+
+    def add(self, step: Step) -> Step:
+        self.steps.append(step)
+        if step.spec is not None:
+            self._specs[step.op_id] = self._pool.submit(_spec_json, step.spec)
+        return step
+
+    @property
+    def next_op(self) -> int:
+        return len(self.steps)
+
+    def source_step(self, info: SourceInfo, columns: list[str]) -> tuple[Step, LineageState]:
+        from hippo.recorded.state import SourceSlot
+
+        op_id = self.next_op
+        state = LineageState(
+            slots={info.slot: SourceSlot(info.name, op_id)},
+            contrib=tuple(frozenset({(info.slot, c)}) for c in columns),
+            copies=tuple((info.slot, c) for c in columns),
+        )
+        step = Step(op_id, "source", (), (), source_lineage_type(columns), None, state,
+                    tuple(columns), True, code_location(), source=info)
+        return self.add(step), state
+
+    def sink_step(self, info: SinkInfo, data: TrackedDataFrame) -> Step:
+        step = Step(self.next_op, "sink", (data.op_id,), (), source_lineage_type(data.columns),
+                    None, data.lineage_state, tuple(data.columns), True, code_location(),
+                    sink=info)
+        return self.add(step)
+
+    def record_step(
+        self,
+        new: DataFrame,
+        step: str,
+        inputs: list[TrackedDataFrame],
+        states: list[LineageState],
+        key_sql: list[str] | None = None,
+        replay_exact: bool = True,
+        match: dict[str, Any] | None = None,
+        key_count: int | None = None,
+    ) -> TrackedDataFrame:
+        """Record the step that made ``new`` from ``inputs``; its tracked result."""
+        from hippo.capture.tracked import TrackedDataFrame
+
+        self.check_open()
+        in_dfs = [t.frame for t in inputs]
+        try:
+            analysis = analyze_step(new, in_dfs)
+            if "Generate" in analysis.kinds:
+                # Rows exploded from one parent share its id; tell them apart by their
+                # values (rows equal in every value are one record for lineage).
+                values = [F.col(f"`{c}`") for c in new.columns if not is_hidden(c)]
+                new = new.withColumn(ID, derived_id("generate", F.col(ID), *values))
+                analysis = analyze_step(new, in_dfs)
+        except UnsupportedStepError:
+            raise
+        except Exception as err:  # an expression whose SQL does not parse back, say
+            raise UnsupportedStepError(
+                f"`{step}` at {code_location()} could not be recorded: {first_line(err)}"
+            ) from err
+        where = code_location()
+        self._checks.append(self._pool.submit(
+            _check_rebuild, step, where, analysis.spec, in_dfs, new.schema.simpleString()))
+        out_cols = new.columns
+        in_cols = [t.frame.columns for t in inputs]
+        user_pos = [[i for i, c in enumerate(cols) if not is_hidden(c)] for cols in in_cols]
+        user_index = [{full: u for u, full in enumerate(ups)} for ups in user_pos]
+
+        def cells(refs: set[tuple[int, int]]) -> set[Cell]:
+            out: set[Cell] = set()
+            for i, p in refs:
+                if p in user_index[i]:
+                    out |= states[i].contrib[user_index[i][p]]
+            return out
+
+        new_slots = [c for c in out_cols if c.startswith(SLOT_PREFIX)
+                     and not any(c in s.slots for s in states)
+                     and not (match and c == match["slot"])]
+        exact = all(s.replay_exact for s in states) and replay_exact and analysis.deterministic
+        op_id = self.next_op
+        key_columns = None
+        if new_slots:  # an aggregate or distinct: a key slot replaces the input's slots
+            slot = new_slots[0]
+            if not all(s.replay_exact for s in states):
+                self.refuse(f"`{step}` aggregates rows chosen by an earlier limit, "
+                            "dropDuplicates or nondeterministic step; lineage through it "
+                            "would not be exact")
+            keys = key_sql if key_sql is not None else analysis.group_keys
+            origin = KeySlot(op_id, inputs[0].op_id, tuple(keys))
+
+            def key_cells(refs: set[tuple[int, int]]) -> frozenset[Cell]:
+                return frozenset((slot, user_index[0][p]) for i, p in refs
+                                 if p in user_index[0])
+
+            contrib = tuple(key_cells(analysis.contributing[p])
+                            for p, c in enumerate(out_cols) if not is_hidden(c))
+            # The slot is the hash of the first ``key_count`` output columns (the group key).
+            keyed = {slot: tuple(range(key_count))} if key_count is not None else {}
+            state = LineageState({slot: origin}, contrib, key_cells(analysis.influencing),
+                                 replay_exact=exact, keyed=keyed,
+                                 id_slot=slot if keyed else None)
+            key_columns = [in_cols[0][p] for _, p in sorted(analysis.influencing)
+                           if not is_hidden(in_cols[0][p])]
+        else:
+            slots: dict[str, Origin] = {}
+            for s in states:
+                slots.update(s.slots)
+            influence = set(cells(analysis.influencing))
+            for s in states:
+                influence |= s.influence
+            if step == "limit":
+                influence |= states[0].order
+            contrib = tuple(frozenset(cells(analysis.contributing[p]))
+                            for p, c in enumerate(out_cols) if not is_hidden(c))
+            order = frozenset(cells(analysis.order))
+            if match is not None:
+                slots[match["slot"]] = MatchSlot(op_id, inputs[0].op_id, inputs[1].op_id,
+                                                 dict(match["renames"]))
+                influence |= {(match["slot"], user_index[1][p]) for i, p in
+                              analysis.influencing if i == 1 and p in user_index[1]}
+            keyed, id_slot = _carried_keys(analysis, states, in_cols, out_cols)
+            state = LineageState(slots, contrib, frozenset(influence), order, exact, keyed,
+                                 id_slot, _carried_copies(analysis, states, in_cols, out_cols))
+            state = state.restricted({c for c in out_cols if c.startswith(SLOT_PREFIX)})
+        lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, key_columns)
+        user_cols = tuple(c for c in out_cols if not is_hidden(c))
+        self.add(Step(op_id, step, tuple(t.op_id for t in inputs), tuple(analysis.kinds),
+                      lineage, analysis.spec, state, user_cols, analysis.deterministic, where))
+        return TrackedDataFrame(self, new, state, op_id)
+
+    # -- end ------------------------------------------------------------------------------
+    def finish(self) -> tuple[list[dict[str, Any]], BaseException | None]:
+        """Close the recorder: the steps as stored rows, and the first failure of the
+        background work (a step whose spec does not rebuild), if any."""
+        self.open = False
+        failure: BaseException | None = None
+        for future in self._checks:
+            exc = future.exception()
+            if exc is not None and failure is None:
+                failure = exc
+        rows = [s.to_row(self._specs[s.op_id].result() if s.op_id in self._specs else None)
+                for s in self.steps]
+        self._pool.shutdown(wait=True)
+        return rows, failure

@@ -1,0 +1,221 @@
+"""Backward lineage: the source rows (and cells) that made chosen sink rows.
+
+The walk starts from the chosen written rows' slots and follows each slot to its
+origin (:mod:`hippo.query.slots`) until it reaches sources. Cell level: a source row can
+contribute different columns along different paths; its cells that contribute along no
+path are returned as null. A cell whose expression references no column (``count(*)``)
+is made by its rows: those rows are returned, without value columns.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from hippo.query.pushdown import BARE, Hint, few, hint_cond, hintable, hintable_type, isin
+from hippo.query.slots import Slots, check_columns, nonempty, pinned_files
+from hippo.query.where import checked_filter
+from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
+from hippo.recorded.sink_rows import ROW_HASH
+from hippo.recorded.state import Cell, KeySlot, LineageState, Origin
+
+__all__ = ["backward"]
+
+# Source columns per slot whose values an aggregate's group passes on to the source read
+# (a source's first columns are usually its key, which its files are often sorted by).
+_COPIES = 2
+# (source op, ids, columns, hint: what every row of ids satisfies, or None)
+_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None"]
+# Wanted refs per slot: None = every column; an empty set = the rows, no value column.
+_Wanted = dict[str, "frozenset[Any] | None"]
+
+
+def backward(slots: Slots, sink_name: str, where: str | Column, columns: list[str] | None,
+             influencing: bool) -> dict[str, DataFrame]:
+    """Source name -> the contributing source rows (cells, with ``columns``) of the
+    sink rows ``where`` chooses."""
+    with pinned_files(slots.run):
+        return _backward(slots, sink_name, where, columns, influencing)
+
+
+def _backward(slots: Slots, sink_name: str, where: str | Column, columns: list[str] | None,
+              influencing: bool) -> dict[str, DataFrame]:
+    run = slots.run
+    sink = run.sink(sink_name)
+    written = slots.written(sink)
+    user = [c for c in written.columns if c != ROW_HASH]
+    target = f"sink `{sink_name}`"
+    check_columns(columns, user, target)
+    chosen = checked_filter(written, where, target, user)
+    hashes = chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct()
+    rows = slots.sink_rows(sink).join(hashes, "row_hash", "left_semi")
+    state = sink.state
+    positions = [p for p, c in enumerate(user) if columns is None or c in columns]
+    wanted = _wanted(state, positions, columns is None, influencing)
+    paths: list[_Path] = []
+    for slot, refs in wanted.items():
+        ids = rows.select(slots.slot_of(sink, slot).alias("id")).where(F.col("id").isNotNull())
+        values = _key_values(state, slot, chosen, user)
+        _back(slots, state.slots[slot], ids, refs, influencing, paths, values)
+    return _assemble(slots, paths)
+
+
+def _key_values(state: LineageState, slot: str, chosen: DataFrame,
+                user: list[str]) -> list[tuple[Any, ...]] | None:
+    """The group keys of the chosen rows for a key slot they still hold, if few."""
+    positions = state.keyed.get(slot)
+    if state.slots[slot].kind != "key" or positions is None:
+        return None
+    if not all(hintable(chosen, user[p]) for p in positions):
+        return None
+    rows = few(chosen.select(*[F.col(quoted(user[p])) for p in positions]).distinct())
+    return None if rows is None else [tuple(r) for r in rows]
+
+
+def _key_hints(slots: Slots, origin: KeySlot, inner: LineageState,
+               values: list[tuple[Any, ...]]) -> tuple[Column | None, dict[str, Hint]]:
+    """For an aggregate's chosen group keys: a filter on its input (positional names)
+    and, per input slot, the source columns its rows must hold those values in."""
+    names = slots.run.frame(origin.input_op).columns
+    user = [i for i, c in enumerate(names) if not is_hidden(c)]
+    conds: list[Column] = []
+    hints: dict[str, Hint] = {}
+    for j, key in enumerate(origin.keys):
+        bare = BARE.match(key)
+        if bare is None:
+            continue
+        full = int(bare.group(1))
+        conds.append(isin(F.col(pos_name(full)), [v[j] for v in values]))
+        if full in user:
+            copy = inner.copy_at(user.index(full))
+            if copy is not None:
+                hints.setdefault(copy[0], []).append((copy[1], [v[j] for v in values]))
+    where = reduce(lambda a, b: a & b, conds) if conds else None
+    return where, hints
+
+
+def _wanted(state: LineageState, positions: list[int], all_columns: bool,
+            influencing: bool) -> _Wanted:
+    """Per slot, the refs (source columns, or positions at a group's input) the chosen
+    columns come from. A column that references nothing (``count(*)``) still comes from
+    its row: every slot of the row is wanted with no columns."""
+    if all_columns:
+        return {slot: None for slot in state.slots}
+    cells: set[Cell] = set()
+    rowwise = not positions  # the rows themselves, with no value column
+    for p in positions:
+        cells |= state.contrib[p]
+        rowwise = rowwise or not state.contrib[p]
+    if influencing:
+        cells |= state.influence
+    wanted: dict[str, set[Any]] = {slot: set() for slot in state.slots} if rowwise else {}
+    for slot, ref in cells:
+        wanted.setdefault(slot, set()).add(ref)
+    return {s: frozenset(r) for s, r in wanted.items()}
+
+
+def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | None,
+          influencing: bool, paths: list[_Path],
+          values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None) -> None:
+    if origin.kind == "source":
+        paths.append((origin.op, ids, refs, hint))
+        return
+    where, hints = None, {}
+    inner = slots.inner_state(origin)
+    if values is not None and isinstance(origin, KeySlot):
+        where, hints = _key_hints(slots, origin, inner, values)
+    rows = slots.group(origin, where)
+    positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
+    wanted = _wanted(inner, positions, refs is None, influencing)
+    # User columns by position (names may repeat after a join); slots keep theirs.
+    group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
+    group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
+    copies = _group_copies(origin, inner, rows, wanted) if values is not None else {}
+    if len(wanted) > 1 or copies:
+        # Every slot's answer reads the same group: compute it once (its ids, and
+        # the copies of source columns that say where those source rows are).
+        kept = [F.col(slot) for slot in wanted] + [
+            F.col(f"__v{i}") for pairs in copies.values() for i, _ in pairs]
+        group = group.select(*kept).localCheckpoint(eager=True)
+    if copies:
+        for slot, hint_ in _group_hints(group, copies).items():
+            hints[slot] = hints.get(slot, []) + hint_
+    for slot, slot_refs in wanted.items():
+        slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
+        _back(slots, inner.slots[slot], slot_ids, slot_refs, influencing, paths,
+              hint=hints.get(slot))
+
+
+def _group_copies(origin: Origin, inner: LineageState, rows: DataFrame,
+                  wanted: _Wanted) -> dict[str, list[tuple[int, str]]]:
+    """Per wanted source slot of an aggregate's group, the group's first columns (by
+    position) that are unchanged copies of that source row's columns: at most
+    ``_COPIES``, as a large group is kept whole on the executors with them."""
+    if not isinstance(origin, KeySlot):
+        return {}
+    dtypes = rows.dtypes
+    user = [i for i, c in enumerate(rows.columns) if not is_hidden(c)]
+    copies: dict[str, list[tuple[int, str]]] = {}
+    for u, i in enumerate(user):
+        copy = inner.copy_at(u)
+        if (copy is not None and copy[0] in wanted
+                and inner.slots[copy[0]].kind == "source"
+                and hintable_type(dtypes[i][1])
+                and len(copies.get(copy[0], [])) < _COPIES):
+            copies.setdefault(copy[0], []).append((i, copy[1]))
+    return copies
+
+
+def _group_hints(group: DataFrame, copies: dict[str, list[tuple[int, str]]]) -> dict[str, Hint]:
+    """The values the group's rows hold in each copy, if the group is small."""
+    cols = [i for pairs in copies.values() for i, _ in pairs]
+    found = few(group.select(*[f"__v{i}" for i in cols]))  # reads at most 1,001 rows
+    if found is None:
+        return {}
+    return {slot: [(source_col, [r[f"__v{i}"] for r in found]) for i, source_col in pairs]
+            for slot, pairs in copies.items()}
+
+
+def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
+    by_source: dict[int, list[_Path]] = {}
+    for path in paths:
+        by_source.setdefault(path[0], []).append(path)
+    out: dict[str, DataFrame] = {}
+    for op_id, items in by_source.items():
+        name = slots.run.steps[op_id].source.name
+        src = slots.run.frame(op_id)
+        hinted = [p[3] for p in items if p[3] and all(hintable(src, c) for c, _ in p[3])]
+        if len(hinted) == len(items):  # every path says where its rows are
+            src = src.filter(reduce(lambda a, b: a | b, [
+                hint_cond(h, lambda c: F.col(quoted(c))) for h in hinted]))
+        cols = [c for c in src.columns if not is_hidden(c)]
+        col_sets = {p[2] for p in items}
+        if len(col_sets) == 1:
+            only = next(iter(col_sets))
+            keep = cols if only is None else [c for c in cols if c in only]
+            ids = reduce(DataFrame.union, [p[1] for p in items]).distinct()
+            result = src.join(ids.withColumnRenamed("id", ID), ID, "left_semi").select(
+                *[F.col(quoted(c)) for c in keep], F.col(ID).alias("hippo_row_id"))
+        else:
+            result = _nulled(src, cols, items)
+        out[name] = result
+    return nonempty(out)
+
+
+def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
+    every = set().union(*[set(cols) if p[2] is None else p[2] for p in items])
+    keep = [c for c in cols if c in every]
+    flagged = [
+        p[1].select("id", *[F.lit(p[2] is None or c in p[2]).alias(f"__f{j}")
+                            for j, c in enumerate(keep)])
+        for p in items
+    ]
+    flags = reduce(DataFrame.union, flagged).groupBy("id").agg(
+        *[F.max(f"__f{j}").alias(f"__f{j}") for j in range(len(keep))])
+    joined = src.join(flags.withColumnRenamed("id", ID), ID, "inner")
+    return joined.select(
+        *[F.when(F.col(f"__f{j}"), F.col(quoted(c))).alias(c) for j, c in enumerate(keep)],
+        F.col(ID).alias("hippo_row_id"))

@@ -1,0 +1,107 @@
+"""Forward lineage: the sink rows, as written, that chosen source rows reached.
+
+The same walk as backward, the other way: for every sink of the run, each slot is
+followed down to the source; a key or match slot's group is flagged when any of its
+rows holds a reached id, and the group's id is reached in turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from hippo.query.pushdown import copies_filter, few, hintable
+from hippo.query.slots import Slots, check_columns, flag_any, nonempty, pinned_files
+from hippo.query.where import checked_filter
+from hippo.recorded.ids import ID, KEY, is_hidden, quoted
+from hippo.recorded.sink_rows import ROW_HASH
+from hippo.recorded.state import Cell, KeySlot, LineageState, Origin
+
+__all__ = ["forward"]
+
+
+def forward(slots: Slots, source_name: str, where: str | Column,
+            columns: list[str] | None) -> dict[str, DataFrame]:
+    """Sink name -> the written rows the source rows ``where`` chooses reached."""
+    with pinned_files(slots.run):
+        return _forward(slots, source_name, where, columns)
+
+
+def _forward(slots: Slots, source_name: str, where: str | Column,
+             columns: list[str] | None) -> dict[str, DataFrame]:
+    run = slots.run
+    source = run.source(source_name)
+    src = run.frame(source.op_id)
+    user = [c for c in src.columns if not is_hidden(c)]
+    target = f"source `{source_name}`"
+    check_columns(columns, user, target)
+    picked = checked_filter(src, where, target, user)
+    chosen = picked.select(F.col(ID).alias("id"))
+    pushable = [c for c in user if hintable(src, c)]
+    rows = few(picked.select(*[F.col(quoted(c)) for c in pushable])) if pushable else None
+    values = None if rows is None else {c: [r[i] for r in rows] for i, c in enumerate(pushable)}
+    wanted_cols = None if columns is None else frozenset(columns)
+    out: dict[str, DataFrame] = {}
+    for sink in run.sinks.values():
+        state = sink.state
+        reached = []
+        for slot, origin in state.slots.items():
+            refs = None if wanted_cols is None else _slot_refs(state, slot, None)
+            ids = _reach(slots, origin, refs, source.op_id, chosen, wanted_cols, values)
+            if ids is not None:
+                reached.append((slot, ids))
+        if not reached:
+            continue
+        prefilter = None
+        if sink.sink.rows == "replay":
+            frame = run.frame(sink.inputs[0])
+            prefilter = copies_filter(state, frame.columns, [s for s, _ in reached],
+                                      source.op_id, values, positional=False)
+        hit = flag_any(slots.sink_rows(sink, prefilter), reached,
+                       lambda slot, sink=sink: slots.slot_of(sink, slot))
+        written = slots.written(sink).dropDuplicates([ROW_HASH])
+        names = [c for c in written.columns if c != ROW_HASH]
+        result = written.join(hit.select(F.col("row_hash").alias(ROW_HASH), "hippo_row_id"),
+                              ROW_HASH).select(*[F.col(quoted(c)) for c in names],
+                                               "hippo_row_id")
+        out[sink.sink.name] = result
+    return nonempty(out)
+
+
+def _slot_refs(state: LineageState, slot: str,
+               positions: frozenset[Any] | None) -> frozenset[Any]:
+    cells: set[Cell] = set(state.influence)
+    for p, contrib in enumerate(state.contrib):
+        if positions is None or p in positions:
+            cells |= contrib
+    return frozenset(r for s, r in cells if s == slot)
+
+
+def _reach(slots: Slots, origin: Origin, refs: frozenset[Any] | None, source_op: int,
+           chosen: DataFrame, columns: frozenset[str] | None,
+           values: dict[str, list[Any]] | None = None) -> DataFrame | None:
+    if origin.kind == "source":
+        if origin.op != source_op:
+            return None
+        if columns is not None and not (refs or frozenset()) & columns:
+            return None
+        return chosen
+    inner = slots.inner_state(origin)
+    reached = []
+    for slot, inner_origin in inner.slots.items():
+        inner_refs = None if refs is None else _slot_refs(inner, slot, refs)
+        ids = _reach(slots, inner_origin, inner_refs, source_op, chosen, columns, values)
+        if ids is not None:
+            reached.append((slot, ids))
+    if not reached:
+        return None
+    where = None
+    if isinstance(origin, KeySlot):
+        names = slots.run.frame(origin.input_op).columns
+        where = copies_filter(inner, names, [s for s, _ in reached], source_op, values,
+                              positional=True)
+    rows = slots.group(origin, where)
+    hit = flag_any(rows, reached, F.col)
+    return hit.select(F.col(KEY).alias("id")).distinct()

@@ -1,0 +1,96 @@
+"""Rebuild a recorded step's DataFrame from its spec, over freshly read inputs.
+
+Each node's result is renamed to the recorded output names, so the rebuilt DataFrame
+has the same schema as the one the run computed. Used by capture (to check, once, that
+a step's spec rebuilds to what the run computed) and by every reader of a recorded run.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from hippo.recorded import spec as S
+from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
+
+__all__ = ["build_step", "build_pairs"]
+
+
+def _order(sql: str, ascending: bool, nulls_first: bool) -> Column:
+    col = F.expr(sql)
+    if ascending:
+        return col.asc_nulls_first() if nulls_first else col.asc_nulls_last()
+    return col.desc_nulls_first() if nulls_first else col.desc_nulls_last()
+
+
+def _joined(node: S.Join, left: DataFrame, right: DataFrame, how: str) -> DataFrame:
+    left, right = positional(left, LEFT), positional(right, RIGHT)
+    if node.cond is None:
+        return left.crossJoin(right) if how in ("inner", "cross") else left.join(right, how=how)
+    return left.join(right, F.expr(node.cond), "inner" if how == "cross" else how)
+
+
+def build_step(node: S.Node, inputs: list[DataFrame]) -> DataFrame:
+    """The DataFrame ``node`` describes, computed over ``inputs``."""
+    if isinstance(node, S.Input):
+        return inputs[node.input]
+    if isinstance(node, S.Join):
+        out = _joined(node, build_step(node.left, inputs), build_step(node.right, inputs),
+                      node.how)
+    elif isinstance(node, S.Union):
+        out = reduce(DataFrame.union, [positional(build_step(c, inputs)) for c in node.children])
+    else:
+        out = _unary(node, positional(build_step(node.child, inputs)))  # type: ignore[attr-defined]
+    return out.toDF(*node.names)  # type: ignore[attr-defined]
+
+
+def build_pairs(node: S.Node, inputs: list[DataFrame]) -> DataFrame:
+    """For a step containing a semi join: every (left row, right row) pair it matched.
+
+    The join node is rebuilt as an inner join, so the result has the left side's columns
+    then the right side's (both with their hidden columns).
+    """
+    while not isinstance(node, S.Join):
+        if not hasattr(node, "child"):
+            raise ValueError("the step has no join to pair rows of")
+        node = node.child  # type: ignore[attr-defined]
+    left = build_step(node.left, inputs)
+    right = build_step(node.right, inputs)
+    return _joined(node, left, right, "inner").toDF(*left.columns, *right.columns)
+
+
+def _unary(node: S.Node, child: DataFrame) -> DataFrame:
+    if isinstance(node, S.Project):
+        return child.select(*[F.expr(s) for s in node.exprs])
+    if isinstance(node, S.Filter):
+        return child.filter(F.expr(node.cond))
+    if isinstance(node, S.Aggregate):
+        groups = [F.expr(g) for g in node.groups]
+        aggs = [F.expr(a) for a in node.aggs]
+        grouped = child.groupBy(*groups).agg(*aggs)
+        names = [f"__g{i}" for i in range(len(groups))] + [f"__a{i}" for i in range(len(aggs))]
+        return grouped.toDF(*names).select(*names[len(groups):])
+    if isinstance(node, S.Distinct):
+        return child.distinct()
+    if isinstance(node, S.Dedup):
+        return child.dropDuplicates([pos_name(p) for p in node.keys])
+    if isinstance(node, S.Generate):
+        kept = [pos_name(p) for p in node.keep]
+        return child.select(*kept, F.expr(node.gen).alias(*node.gen_names))
+    if isinstance(node, S.Sort):
+        orders = [_order(*o) for o in node.orders]
+        return child.orderBy(*orders) if node.global_ else child.sortWithinPartitions(*orders)
+    if isinstance(node, S.Limit):
+        return child.limit(node.n)
+    if isinstance(node, S.Offset):
+        return child.offset(node.n)
+    if isinstance(node, S.Repartition):
+        return child.repartition(node.n) if node.shuffle else child.coalesce(node.n)
+    if isinstance(node, S.RepartitionBy):
+        exprs = [F.expr(e) for e in node.exprs]
+        return child.repartition(node.n, *exprs) if node.n else child.repartition(*exprs)
+    if isinstance(node, S.Pass):
+        return child
+    raise ValueError(f"unknown spec node `{node.op}`")

@@ -1,0 +1,100 @@
+"""A recorded run as every reader sees it: its steps as a DAG, and their DataFrames.
+
+:class:`RecordedRun` is built from the run's one row in the store. Queries use it to
+rebuild any step's output from the pinned sources (the step's spec over its inputs'
+rebuilt outputs); trace, replay and removal walk the same DAG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import networkx as nx
+from pyspark.sql import DataFrame, SparkSession
+
+from hippo.errors import UnknownSinkError, UnknownSourceError
+from hippo.recorded.pinned import check_readable, read_source
+from hippo.recorded.rebuild import build_step
+from hippo.recorded.spec import check_format
+from hippo.recorded.steps import Step
+
+__all__ = ["RecordedRun"]
+
+
+class RecordedRun:
+    """One successful run of a store: its steps, their DAG, and their rebuilt outputs.
+
+    Rebuilt DataFrames and pinned reads are kept for the life of the object, so the
+    queries of one session plan each step once.
+    """
+
+    def __init__(self, spark: SparkSession, root: str, row: Any) -> None:
+        self.spark = spark
+        self.root = root
+        self.run_id: str = row["run_id"]
+        self.name: str = row["name"]
+        version = check_format(row["format"], f"run `{self.run_id}`")
+        written = dict(row["sinks"] or {})
+        steps = [Step.from_row(s, version) for s in row["steps"] or []]
+        # A sink's version is known only after its write; the run row holds it.
+        self.steps: dict[int, Step] = {
+            s.op_id: replace(s, sink=replace(s.sink, version=written.get(s.sink.name)))
+            if s.sink is not None and s.sink.version is None else s for s in steps}
+        self.graph = nx.DiGraph()
+        for step in self.steps.values():
+            self.graph.add_node(step.op_id, step=step)
+            self.graph.add_edges_from((i, step.op_id) for i in step.inputs)
+        self.sources = {s.source.name: s for s in self.steps.values() if s.source}
+        self.sinks = {s.sink.name: s for s in self.steps.values() if s.sink}
+        self._frames: dict[int, DataFrame] = {}
+        self._pinned: dict[tuple[str, int, bool], DataFrame] = {}
+
+    def __repr__(self) -> str:
+        return f"RecordedRun({self.run_id!r}, {len(self.steps)} steps)"
+
+    def sink(self, name: str) -> Step:
+        if name not in self.sinks:
+            raise UnknownSinkError(name, self.sinks)
+        return self.sinks[name]
+
+    def source(self, name: str) -> Step:
+        if name not in self.sources:
+            raise UnknownSourceError(name, self.sources)
+        return self.sources[name]
+
+    def upstream(self, op_id: int) -> list[int]:
+        """The steps ``op_id`` depends on, in an order that computes each after its inputs."""
+        needed = nx.ancestors(self.graph, op_id) | {op_id}
+        return [n for n in nx.topological_sort(self.graph) if n in needed]
+
+    def pinned(self, path: str, version: int, plain: bool = True) -> DataFrame:
+        """A pinned Delta version, checked readable once per object (read as plain Parquet
+        where that gives the same rows, unless ``plain`` is False)."""
+        key = (path, version, plain)
+        if key not in self._pinned:
+            self._pinned[key] = check_readable(self.spark, path, version, plain)
+        return self._pinned[key]
+
+    def pinned_paths(self) -> dict[str, int]:
+        """Every Delta table this run's answers read, with its pinned version."""
+        out = {s.source.path: s.source.version for s in self.sources.values()}
+        out.update({s.sink.path: s.sink.version for s in self.sinks.values()
+                    if s.sink.version is not None})
+        return out
+
+    def frame(self, op_id: int) -> DataFrame:
+        """The step's output as the run computed it, hidden columns included."""
+        for n in self.upstream(op_id):
+            if n in self._frames:
+                continue
+            step = self.steps[n]
+            if step.source is not None:
+                info = step.source
+                pinned = self.pinned(info.path, info.version, plain=info.ids != "row_tracking")
+                self._frames[n] = read_source(self.spark, info, info.slot, pinned)
+            elif step.spec is not None:
+                self._frames[n] = build_step(step.spec, [self._frames[i] for i in step.inputs])
+            else:  # a sink: what was written is its input's output
+                self._frames[n] = self._frames[step.inputs[0]]
+        return self._frames[op_id]

@@ -1,0 +1,130 @@
+"""A recorded step as stored: the typed form of one element of a run row's ``steps``.
+
+Every field a reader needs is typed here (spec, lineage state, source and sink details),
+read back with the run row's format version, so a run recorded months ago reads the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from lineage_types import LineageType, lineage_type_from_json
+
+from hippo.errors import StoreFormatError
+from hippo.recorded.spec import FORMAT, Node, check_format, spec_from_json
+from hippo.recorded.state import LineageState
+
+__all__ = ["SourceInfo", "SinkInfo", "Step", "SINK_ROWS_KINDS"]
+
+# How a sink's written rows find their lineage: hashed from the row's own group-key
+# columns (keyed), stored in ``sink_rows`` (explicit), or rebuilt by replay (replay).
+SINK_ROWS_KINDS = ("keyed", "explicit", "replay")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where a source was read: a Delta path pinned at ``version``."""
+
+    name: str
+    path: str
+    version: int
+    ids: str  # "content" (hash of the row's values) or "row_tracking" (Delta's row ids)
+    snapshot: bool  # a DataFrame source copied into the store
+    slot: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "version": self.version,
+                "ids": self.ids, "snapshot": self.snapshot, "slot": self.slot}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SourceInfo:
+        return cls(str(data["name"]), str(data["path"]), int(data["version"]),
+                   str(data.get("ids", "content")), bool(data.get("snapshot", False)),
+                   str(data["slot"]))
+
+
+@dataclass(frozen=True)
+class SinkInfo:
+    """Where a sink was written, the Delta version this run's write made, and how its
+    rows' lineage is found (one of :data:`SINK_ROWS_KINDS`)."""
+
+    name: str
+    path: str
+    version: int | None
+    mode: str
+    slots: tuple[str, ...]
+    rows: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "version": self.version,
+                "mode": self.mode, "slots": list(self.slots), "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SinkInfo:
+        rows = str(data.get("rows", "explicit"))
+        if rows not in SINK_ROWS_KINDS:
+            raise StoreFormatError(f"sink `{data.get('name')}`: unknown rows kind `{rows}`")
+        version = data.get("version")
+        return cls(str(data["name"]), str(data["path"]),
+                   None if version is None else int(version), str(data.get("mode", "overwrite")),
+                   tuple(data["slots"]), rows)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a recorded run: a source read, a transformation, or a sink write."""
+
+    op_id: int
+    step: str  # "source", "sink", or the DataFrame method ("filter", "join", ...)
+    inputs: tuple[int, ...]
+    kinds: tuple[str, ...]  # plan node classes the step added
+    lineage: LineageType
+    spec: Node | None  # None for sources and sinks
+    state: LineageState
+    columns: tuple[str, ...]  # the user's output columns
+    deterministic: bool
+    code_location: str
+    source: SourceInfo | None = None
+    sink: SinkInfo | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self, spec_json: str | None = None) -> dict[str, Any]:
+        """The stored form (an element of the run row's ``steps``); ``spec_json`` is the
+        spec's JSON when the caller rendered it already."""
+        detail: dict[str, Any] = dict(self.extra)
+        if self.source is not None:
+            detail["source"] = self.source.to_json()
+        if self.sink is not None:
+            detail["sink"] = self.sink.to_json()
+        if spec_json is None:
+            spec_json = json.dumps(None if self.spec is None else self.spec.to_json())
+        return {
+            "op_id": self.op_id, "step": self.step, "inputs": list(self.inputs),
+            "kinds": list(self.kinds), "lineage": json.dumps(self.lineage.to_json()),
+            "spec": spec_json, "state": json.dumps(self.state.to_json()),
+            "columns": list(self.columns), "deterministic": self.deterministic,
+            "code_location": self.code_location, "detail": json.dumps(detail),
+        }
+
+    @classmethod
+    def from_row(cls, row: Any, version: int = FORMAT) -> Step:
+        """A step from its stored form (a Row or dict), written in format ``version``."""
+        check_format(version, f"step {row['op_id']}")
+        detail = json.loads(row["detail"] or "{}")
+        spec = json.loads(row["spec"]) if row["spec"] else None
+        source = detail.pop("source", None)
+        sink = detail.pop("sink", None)
+        return cls(
+            op_id=int(row["op_id"]), step=str(row["step"]), inputs=tuple(row["inputs"] or ()),
+            kinds=tuple(row["kinds"] or ()),
+            lineage=lineage_type_from_json(json.loads(row["lineage"])),
+            spec=None if spec is None else spec_from_json(spec, version),
+            state=LineageState.from_json(json.loads(row["state"])),
+            columns=tuple(row["columns"] or ()), deterministic=bool(row["deterministic"]),
+            code_location=str(row["code_location"]),
+            source=None if source is None else SourceInfo.from_json(source),
+            sink=None if sink is None else SinkInfo.from_json(sink),
+            extra=detail,
+        )
