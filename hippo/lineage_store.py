@@ -17,7 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from hippo.capture.run import Run, finish
 from hippo.errors import HippoError
 from hippo.query.backward import backward
-from hippo.query.catalog import Catalog, Endpoint, load_run
+from hippo.query.catalog import Catalog, Endpoint, load_run, runs_version
 from hippo.query.forward import forward
 from hippo.query.slots import Slots
 from hippo.session import HippoSettings, load_settings
@@ -153,11 +153,16 @@ class LineageStore:
     def _find(self, kind: str, name: str, run_id: str | None) -> Endpoint:
         if run_id is not None:
             _check_str(run_id, "run_id")
-        if self._catalog is not None:
+        # Another process may have recorded runs since the catalog was read: "the latest
+        # run" is only known after checking the runs table's version (no Spark job).
+        fresh = (self._catalog is not None
+                 and (run_id is not None or self._catalog.version == runs_version(
+                     self.spark, self.path)))
+        if fresh:
             try:
                 return self._catalog.find(kind, name, run_id)
             except HippoError:
-                pass  # another process may have recorded runs since the catalog was read
+                pass
         self._catalog = Catalog(self.spark, self.path)
         return self._catalog.find(kind, name, run_id)
 

@@ -21,11 +21,11 @@ from pyspark.sql import functions as F
 
 from hippo.capture.kinds import source_lineage_type, step_lineage_type
 from hippo.capture.plan import StepAnalysis, analyze_step
-from hippo.errors import HippoError, RunStateError, UnsupportedStepError, first_line
+from hippo.errors import RunStateError, UnsupportedStepError, first_line
 from hippo.recorded.ids import ID, SLOT_PREFIX, derived_id, is_hidden
 from hippo.recorded.rebuild import build_step
 from hippo.recorded.spec import Node, rendered
-from hippo.recorded.state import Cell, KeySlot, LineageState, MatchSlot, Origin
+from hippo.recorded.state import Cell, KeySlot, LineageState, MatchSlot, Origin, SourceSlot
 from hippo.recorded.steps import SinkInfo, SourceInfo, Step
 
 if TYPE_CHECKING:
@@ -143,18 +143,6 @@ class Recorder:
             raise RunStateError(f"run `{self.run_id}` ({self.name}) has ended; start a new "
                                 "one with `store.run(...)`")
 
-    def check_tracked(self, other: Any, step: str) -> TrackedDataFrame:
-        """``other`` if it is a TrackedDataFrame of this run, else a HippoError."""
-        from hippo.capture.tracked import TrackedDataFrame
-
-        if not isinstance(other, TrackedDataFrame):
-            raise HippoError(f"{step} needs a TrackedDataFrame from `run.source(...)`, got "
-                             f"{type(other).__name__}; read it with `run.source(name, df)`")
-        if other.recorder is not self:
-            raise HippoError(f"{step}: the DataFrame belongs to run `{other.recorder.run_id}`, "
-                             f"not to this run `{self.run_id}`")
-        return other
-
     def refuse(self, message: str) -> None:
         """A step whose lineage would not be exact: an error when strict, else the run
         is recorded as ``lineage_incomplete`` and a warning logged."""
@@ -175,8 +163,6 @@ class Recorder:
         return len(self.steps)
 
     def source_step(self, info: SourceInfo, columns: list[str]) -> tuple[Step, LineageState]:
-        from hippo.recorded.state import SourceSlot
-
         op_id = self.next_op
         state = LineageState(
             slots={info.slot: SourceSlot(info.name, op_id)},
@@ -203,10 +189,9 @@ class Recorder:
         replay_exact: bool = True,
         match: dict[str, Any] | None = None,
         key_count: int | None = None,
-    ) -> TrackedDataFrame:
-        """Record the step that made ``new`` from ``inputs``; its tracked result."""
-        from hippo.capture.tracked import TrackedDataFrame
-
+    ) -> tuple[DataFrame, LineageState, int]:
+        """Record the step that made ``new`` from ``inputs``: the DataFrame to track (``new``,
+        with a derived id where the step needs one), its lineage state and step id."""
         self.check_open()
         in_dfs = [t.frame for t in inputs]
         try:
@@ -291,7 +276,7 @@ class Recorder:
         user_cols = tuple(c for c in out_cols if not is_hidden(c))
         self.add(Step(op_id, step, tuple(t.op_id for t in inputs), tuple(analysis.kinds),
                       lineage, analysis.spec, state, user_cols, analysis.deterministic, where))
-        return TrackedDataFrame(self, new, state, op_id)
+        return new, state, op_id
 
     # -- end ------------------------------------------------------------------------------
     def finish(self) -> tuple[list[dict[str, Any]], BaseException | None]:

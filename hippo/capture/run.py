@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.capture.recorder import Recorder
-from hippo.capture.tracked import TrackedDataFrame
+from hippo.capture.tracked import TrackedDataFrame, check_tracked
 from hippo.errors import HippoError, UnsupportedStepError, listing
 from hippo.recorded.ids import is_hidden, quoted
 from hippo.recorded.pinned import describe, latest_version, read_source, reserved_columns
@@ -129,7 +129,7 @@ class Run:
         """
         self._recorder.check_open()
         _check_name(name, "sink")
-        data = self._recorder.check_tracked(data, f"sink `{name}`")
+        data = check_tracked(self._recorder, data, f"sink `{name}`")
         if name in self._sinks:
             raise HippoError(f"sink `{name}` is already written in run `{self.run_id}`")
         if mode not in ("overwrite", "append"):
@@ -202,6 +202,10 @@ class Run:
         message = None if error is None else f"{type(error).__name__}: {error}"[:2000]
         if error is None and not self._sinks:
             status, message = "failed", "the run wrote no sink"
+        unwritten = set(self._sinks) - set(self._versions)
+        if error is None and unwritten:  # a sink write raised and the block went on
+            status = "failed"
+            message = f"sink(s) {listing(unwritten)} were not written"
         import pyspark
 
         from hippo import __version__

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.errors import UnsupportedStepError
+from hippo.errors import HippoError, UnsupportedStepError
 from hippo.recorded.ids import ID, content_hash, derived_id, is_hidden, pos_name, quoted
 from hippo.recorded.state import LineageState
 
 if TYPE_CHECKING:
     from hippo.capture.recorder import Recorder
 
-__all__ = ["TrackedDataFrame", "TrackedGroupedData"]
+__all__ = ["TrackedDataFrame", "TrackedGroupedData", "check_tracked"]
 
 _ACTIONS = {
     "count", "collect", "show", "take", "head", "first", "toPandas", "toLocalIterator",
@@ -33,6 +33,17 @@ _ACTIONS = {
     "toArrow", "write", "writeTo", "rdd", "storageLevel", "isLocal", "sparkSession",
     "foreach", "foreachPartition", "createOrReplaceTempView", "createTempView",
 }
+
+
+def check_tracked(recorder: Recorder, other: Any, step: str) -> TrackedDataFrame:
+    """``other`` if it is a TrackedDataFrame of ``recorder``'s run, else a HippoError."""
+    if not isinstance(other, TrackedDataFrame):
+        raise HippoError(f"{step} needs a TrackedDataFrame from `run.source(...)`, got "
+                         f"{type(other).__name__}; read it with `run.source(name, df)`")
+    if other.recorder is not recorder:
+        raise HippoError(f"{step}: the DataFrame belongs to run `{other.recorder.run_id}`, "
+                         f"not to this run `{recorder.run_id}`")
+    return other
 
 
 def _flatten(items: Iterable[Any]) -> list[Any]:
@@ -132,7 +143,8 @@ class TrackedDataFrame:
     ) -> TrackedDataFrame:
         inputs = inputs or [self]
         states = states or [t._state for t in inputs]
-        return self._run.record_step(new, step, inputs, states, **extra)
+        return TrackedDataFrame(self._run, *self._run.record_step(new, step, inputs, states,
+                                                                  **extra))
 
     # -- one-to-one and generators -------------------------------------------------------
     def select(self, *cols: Any) -> TrackedDataFrame:
@@ -210,7 +222,7 @@ class TrackedDataFrame:
 
     # -- several inputs ------------------------------------------------------------------
     def join(self, other: TrackedDataFrame, on: Any = None, how: str | None = None) -> TrackedDataFrame:
-        other = self._run.check_tracked(other, "join")
+        other = check_tracked(self._run, other, "join")
         taken = set(self._state.slots)
         renames = {s: self._run.new_slot() for s in other._state.slots if s in taken}
         right = other._df.withColumnsRenamed({**renames, ID: "__hippo_r"})
@@ -249,7 +261,7 @@ class TrackedDataFrame:
         return self._union(other, by_name=True, allow_missing=allowMissingColumns)
 
     def _union(self, other: TrackedDataFrame, by_name: bool, allow_missing: bool) -> TrackedDataFrame:
-        other = self._run.check_tracked(other, "union")
+        other = check_tracked(self._run, other, "union")
         taken = set(self._state.slots)
         renames = {s: self._run.new_slot() for s in other._state.slots if s in taken}
         right_state = other._state.renamed(renames)

@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.query.pushdown import BARE, Hint, few, hint_cond, hintable, hintable_type, isin
-from hippo.query.slots import Slots, check_columns, nonempty, pinned_files
+from hippo.query.slots import Slots, check_columns, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
@@ -29,15 +29,19 @@ __all__ = ["backward"]
 _COPIES = 2
 # (source op, ids, columns, hint: what every row of ids satisfies, or None)
 _Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None"]
-# Wanted refs per slot: None = every column; an empty set = the rows, no value column.
+# Wanted refs per slot: None = every column, else refs (source column names, or positions
+# at a group's input), with _ROWS when the rows themselves are wanted (a cell computed from
+# no column, such as count(*), is made by its rows).
 _Wanted = dict[str, "frozenset[Any] | None"]
+_ROWS = ("rows",)  # equal to no column name and no position
 
 
 def backward(slots: Slots, sink_name: str, where: str | Column, columns: list[str] | None,
              influencing: bool) -> dict[str, DataFrame]:
     """Source name -> the contributing source rows (cells, with ``columns``) of the
     sink rows ``where`` chooses."""
-    with pinned_files(slots.run):
+    columns_written = slots.run.sink(sink_name).columns
+    with query_errors(slots.run, where, f"sink `{sink_name}`", columns_written):
         return _backward(slots, sink_name, where, columns, influencing)
 
 
@@ -53,8 +57,9 @@ def _backward(slots: Slots, sink_name: str, where: str | Column, columns: list[s
     hashes = chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct()
     rows = slots.sink_rows(sink).join(hashes, "row_hash", "left_semi")
     state = sink.state
-    positions = [p for p, c in enumerate(user) if columns is None or c in columns]
-    wanted = _wanted(state, positions, columns is None, influencing)
+    positions = None if columns is None else frozenset(
+        p for p, c in enumerate(user) if c in columns)
+    wanted = _wanted(state, positions, influencing)
     paths: list[_Path] = []
     for slot, refs in wanted.items():
         ids = rows.select(slots.slot_of(sink, slot).alias("id")).where(F.col("id").isNotNull())
@@ -97,21 +102,21 @@ def _key_hints(slots: Slots, origin: KeySlot, inner: LineageState,
     return where, hints
 
 
-def _wanted(state: LineageState, positions: list[int], all_columns: bool,
-            influencing: bool) -> _Wanted:
-    """Per slot, the refs (source columns, or positions at a group's input) the chosen
-    columns come from. A column that references nothing (``count(*)``) still comes from
-    its row: every slot of the row is wanted with no columns."""
-    if all_columns:
+def _wanted(state: LineageState, refs: frozenset[Any] | None, influencing: bool) -> _Wanted:
+    """Per slot, the refs the chosen columns (``refs``: user positions, or None for all)
+    come from. A column that references nothing (``count(*)``) still comes from its row,
+    and so does ``_ROWS``: every slot of the row is wanted, with ``_ROWS``."""
+    if refs is None:
         return {slot: None for slot in state.slots}
+    positions = sorted(r for r in refs if r != _ROWS)
     cells: set[Cell] = set()
-    rowwise = not positions  # the rows themselves, with no value column
+    rowwise = _ROWS in refs or not positions
     for p in positions:
         cells |= state.contrib[p]
         rowwise = rowwise or not state.contrib[p]
     if influencing:
         cells |= state.influence
-    wanted: dict[str, set[Any]] = {slot: set() for slot in state.slots} if rowwise else {}
+    wanted: dict[str, set[Any]] = {slot: {_ROWS} for slot in state.slots} if rowwise else {}
     for slot, ref in cells:
         wanted.setdefault(slot, set()).add(ref)
     return {s: frozenset(r) for s, r in wanted.items()}
@@ -128,8 +133,7 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     if values is not None and isinstance(origin, KeySlot):
         where, hints = _key_hints(slots, origin, inner, values)
     rows = slots.group(origin, where)
-    positions = list(range(len(inner.contrib))) if refs is None else sorted(refs)
-    wanted = _wanted(inner, positions, refs is None, influencing)
+    wanted = _wanted(inner, refs, influencing)
     # User columns by position (names may repeat after a join); slots keep theirs.
     group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
     group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
@@ -209,13 +213,13 @@ def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
     every = set().union(*[set(cols) if p[2] is None else p[2] for p in items])
     keep = [c for c in cols if c in every]
     flagged = [
-        p[1].select("id", *[F.lit(p[2] is None or c in p[2]).alias(f"__f{j}")
+        p[1].select("id", *[F.lit(p[2] is None or c in p[2]).alias(f"__hippo_f{j}")
                             for j, c in enumerate(keep)])
         for p in items
     ]
     flags = reduce(DataFrame.union, flagged).groupBy("id").agg(
-        *[F.max(f"__f{j}").alias(f"__f{j}") for j in range(len(keep))])
+        *[F.max(f"__hippo_f{j}").alias(f"__hippo_f{j}") for j in range(len(keep))])
     joined = src.join(flags.withColumnRenamed("id", ID), ID, "inner")
     return joined.select(
-        *[F.when(F.col(f"__f{j}"), F.col(quoted(c))).alias(c) for j, c in enumerate(keep)],
+        *[F.when(F.col(f"__hippo_f{j}"), F.col(quoted(c))).alias(c) for j, c in enumerate(keep)],
         F.col(ID).alias("hippo_row_id"))

@@ -13,11 +13,18 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from hippo.errors import UnknownRunError, UnknownSinkError, UnknownSourceError, listing
+from hippo.errors import (
+    HippoError,
+    UnknownRunError,
+    UnknownSinkError,
+    UnknownSourceError,
+    listing,
+)
+from hippo.recorded.pinned import latest_version
 from hippo.recorded.run import RecordedRun
 from hippo.store import tables
 
-__all__ = ["Catalog", "Endpoint", "load_run"]
+__all__ = ["Catalog", "Endpoint", "load_run", "runs_version"]
 
 _SHOWN = 20
 
@@ -37,10 +44,20 @@ def _succeeded(spark: SparkSession, root: str):
     return tables.read_table(spark, root, tables.RUNS).filter(F.col("status") == "succeeded")
 
 
+def runs_version(spark: SparkSession, root: str) -> int:
+    """The ``runs`` table's current Delta version (-1 before the first run), read from
+    Delta's log without a Spark job: a catalog older than it may miss newer runs."""
+    try:
+        return latest_version(spark, tables.table_path(root, tables.RUNS))
+    except HippoError:
+        return -1
+
+
 class Catalog:
     """Successful runs and their sources and sinks, newest first."""
 
     def __init__(self, spark: SparkSession, root: str) -> None:
+        self.version = runs_version(spark, root)
         rows = (
             _succeeded(spark, root)
             .select("run_id", "ended_at", F.expr(

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.query.pushdown import copies_filter, few, hintable
-from hippo.query.slots import Slots, check_columns, flag_any, nonempty, pinned_files
+from hippo.query.slots import Slots, check_columns, flag_any, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
 from hippo.recorded.sink_rows import ROW_HASH
@@ -25,7 +25,8 @@ __all__ = ["forward"]
 def forward(slots: Slots, source_name: str, where: str | Column,
             columns: list[str] | None) -> dict[str, DataFrame]:
     """Sink name -> the written rows the source rows ``where`` chooses reached."""
-    with pinned_files(slots.run):
+    columns_read = slots.run.source(source_name).columns
+    with query_errors(slots.run, where, f"source `{source_name}`", columns_read):
         return _forward(slots, source_name, where, columns)
 
 

@@ -10,7 +10,8 @@ reaches the driver: every set of ids is a DataFrame.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
 
@@ -19,6 +20,7 @@ from pyspark.sql import functions as F
 
 from hippo.errors import (
     HippoError,
+    InvalidWhereError,
     UnknownColumnError,
     VersionUnavailableError,
     first_line,
@@ -32,7 +34,7 @@ from hippo.recorded.state import KeySlot, LineageState, Origin
 from hippo.recorded.steps import Step
 from hippo.store import tables
 
-__all__ = ["Slots", "check_columns", "nonempty", "pinned_files", "flag_any"]
+__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any"]
 
 
 def check_columns(columns: list[str] | None, known: list[str], target: str) -> None:
@@ -58,26 +60,36 @@ def nonempty(answers: dict[str, DataFrame]) -> dict[str, DataFrame]:
     return out
 
 
+# SQLSTATE class 22 is "data exception": a division by zero, a cast that fails, ... (ANSI)
+_DATA_ERROR = re.compile(r"SQLSTATE: 22[0-9A-Z]{3}")
+
+
 @contextmanager
-def pinned_files(run: RecordedRun) -> Iterator[None]:
-    """Turn a pinned file that vanished while a query ran (vacuumed after the session
-    checked it) into a VersionUnavailableError naming the table and version."""
+def query_errors(run: RecordedRun, where: str | Column, target: str,
+                 columns: Sequence[str]) -> Iterator[None]:
+    """Turn what can go wrong while a query runs into HippoErrors: a pinned file that
+    vanished (vacuumed after the session checked it) into VersionUnavailableError naming
+    the table and version; a ``where`` that fails on the data (``x / 0 > 1`` under ANSI
+    SQL) into InvalidWhereError."""
     try:
         yield
     except HippoError:
         raise
     except Exception as err:
-        if not missing_file(err):
-            raise
         text = str(err)
-        for path, version in run.pinned_paths().items():
-            if path in text:
-                raise VersionUnavailableError(
-                    path, version, "a data file of it was removed, e.g. by VACUUM"
-                ) from err
-        raise VersionUnavailableError(
-            ", ".join(sorted(run.pinned_paths())), -1,
-            f"a data file the query needed was removed: {first_line(err)}") from err
+        if missing_file(err):
+            for path, version in run.pinned_paths().items():
+                if path in text:
+                    raise VersionUnavailableError(
+                        path, version, "a data file of it was removed, e.g. by VACUUM"
+                    ) from err
+            raise VersionUnavailableError(
+                ", ".join(sorted(run.pinned_paths())), -1,
+                f"a data file the query needed was removed: {first_line(err)}") from err
+        if _DATA_ERROR.search(text):
+            raise InvalidWhereError(str(where)[:300], target, columns,
+                                    f"it fails on the data: {first_line(err)}") from err
+        raise
 
 
 def flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame]],
@@ -86,10 +98,10 @@ def flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame]],
     flagged = rows
     flags = []
     for j, (slot, ids) in enumerate(reached):
-        flag = f"__hit{j}"
+        flag, mark = f"__hippo_hit{j}", f"__hippo_mark{j}"  # names no user column has
         flags.append(flag)
-        marks = ids.distinct().select(F.col("id").alias(f"__id{j}"), F.lit(True).alias(flag))
-        flagged = flagged.join(marks, slot_col(slot) == F.col(f"__id{j}"), "left").drop(f"__id{j}")
+        marks = ids.distinct().select(F.col("id").alias(mark), F.lit(True).alias(flag))
+        flagged = flagged.join(marks, slot_col(slot) == F.col(mark), "left").drop(mark)
     cond = reduce(lambda a, b: a | b, [F.coalesce(F.col(f), F.lit(False)) for f in flags])
     return flagged.filter(cond).drop(*flags)
 

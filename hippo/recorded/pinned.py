@@ -122,7 +122,7 @@ def _plain_parquet(spark: SparkSession, path: str, version: int) -> bool:
 
 def reserved_columns(columns: list[str], what: str) -> None:
     """HippoError if a user column takes a name hippo reserves."""
-    clash = [c for c in columns if is_hidden(c) or c.lower() in RESERVED]
+    clash = [c for c in columns if is_hidden(c.lower()) or c.lower() in RESERVED]
     if clash:
         raise HippoError(
             f"{what} has column(s) {', '.join(f'`{c}`' for c in clash)} whose names hippo "

@@ -58,7 +58,12 @@ def is_local(path: str) -> bool:
 
 def _lock_dir() -> Path:
     folder = Path(os.environ.get("HIPPO_LOCK_DIR") or Path(tempfile.gettempdir()) / "hippo-locks")
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:  # shared by every user of the machine, like /tmp itself
+            folder.chmod(0o1777)
+        except OSError:
+            pass
     return folder
 
 

@@ -203,3 +203,62 @@ def test_a_sink_write_retried_within_its_run_is_not_applied_twice(spark, store, 
     assert [h.version for h in DeltaTable.forPath(spark, path).history().collect()] == [0]
     info = DeltaTable.forPath(spark, path).history().first()
     assert info.userMetadata == run.run_id
+
+
+def test_a_row_made_cell_asked_with_a_value_cell_keeps_every_source_of_its_rows(
+        spark, store, source, tmp_path):
+    with store.run("joined") as run:
+        src = run.source("src", source)
+        labels = run.source("labels", spark.createDataFrame(
+            [("a", "A"), ("b", "B")], "grp string, label string"))
+        out = src.join(labels, "grp").groupBy("grp").agg(F.count(F.lit(1)).alias("n"),
+                                                        F.sum("x").alias("sx"))
+        run.sink("out", out, str(tmp_path / "out"))
+    alone = store.backward("out", where="grp = 'a'", columns=["n"])
+    mixed = store.backward("out", where="grp = 'a'", columns=["n", "sx"])
+    assert set(alone) == set(mixed) == {"src", "labels"}
+    assert mixed["labels"].columns == ["hippo_row_id"]
+    assert mixed["src"].columns == ["x", "hippo_row_id"]
+    assert sorted(r.x for r in mixed["src"].collect()) == [1.0, 2.0]
+    assert mixed["labels"].count() == alone["labels"].count() == 1
+    assert set(store.backward("out", where="grp = 'a'", columns=["sx"])) == {"src"}
+
+
+def test_a_where_that_fails_on_the_data_is_an_invalid_where(spark, store, source, tmp_path):
+    _record(store, source, str(tmp_path / "out"))
+    with pytest.raises(InvalidWhereError, match=r"fails on the data.*DIVIDE_BY_ZERO"):
+        store.forward("src", where="id / 0 > 1")
+    with pytest.raises(InvalidWhereError, match=r"fails on the data"):
+        store.backward("totals", where="CAST(grp AS int) = 1")
+
+
+def test_reserved_names_are_refused_whatever_their_case(spark, store):
+    df = spark.createDataFrame([(1, 2)], "id int, __HIPPO_ID int")
+    with pytest.raises(HippoError, match=r"`__HIPPO_ID` whose names hippo reserves"):
+        with store.run("upper") as run:
+            run.source("s", df)
+
+
+def test_a_run_whose_sink_write_failed_is_not_recorded_as_succeeded(spark, store, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the sink's folder would go")
+    with store.run("half") as run:
+        src = run.source("s", spark.createDataFrame([(1,)], "id int"))
+        with pytest.raises(Exception):
+            run.sink("out", src, str(blocker))
+        run.sink("ok", src, str(tmp_path / "ok"))
+    row = store.runs().first()
+    assert row.status == "failed" and "`out`" in row.error
+    with pytest.raises(hippo.UnknownSinkError):
+        store.backward("ok", where="true")
+
+
+def test_the_latest_run_recorded_by_another_process_is_seen(spark, tmp_path, source):
+    reader = hippo.LineageStore(spark, str(tmp_path / "lineage"))
+    writer = hippo.LineageStore(spark, str(tmp_path / "lineage"))  # as another process would
+    first = _record(writer, source, str(tmp_path / "out1"))
+    assert reader.backward("totals", where="grp = 'a'")["src"].count() == 2
+    DeltaTable.forPath(spark, source).delete("id = 1")
+    second = _record(writer, source, str(tmp_path / "out2"))
+    assert first.run_id != second.run_id
+    assert sorted(r.id for r in reader.backward("totals", where="grp = 'a'")["src"].collect()) == [2]

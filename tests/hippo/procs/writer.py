@@ -2,8 +2,8 @@
 
 Usage: ``python writer.py PLAN.json INDEX``. The plan lists phases; in each phase the
 writers it names wait for each other (ready files), then record one run each into the
-phase's store, at once. A writer with ``"crash": true`` kills itself in the middle of
-its run (after its snapshot and sink writes, before the run commits). Each finished run
+phase's store, at once. The writer a phase names as ``"crash"`` kills itself in the
+middle of its run (after its snapshot and sink writes, before the run commits). Each finished run
 is printed as one JSON line: ``{"phase": ..., "run_id": ...}``.
 """
 
