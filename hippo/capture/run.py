@@ -162,6 +162,7 @@ class Run:
             self._versions[name] = self._write(name, frame.select(*[F.col(quoted(c)) for c in user]),
                                                path, mode)
             if explicit:
+                tables.create_tables(self.spark, self.root, (tables.SINK_ROWS,))
                 rows_df = sink_rows_of(frame, user, slots).select(
                     F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"), "*")
                 tables.append_frame(rows_df, self.root, tables.SINK_ROWS, optimizeWrite="true")

@@ -77,36 +77,53 @@ def _is_delta(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
-def create_tables(spark: SparkSession, root: str) -> None:
-    """Create the store's tables that do not exist yet (any number of processes may
-    call this at once); refuse a folder that holds something else."""
+# Store tables this process has seen exist (created or checked), so each run and query
+# does not ask Delta again: a table, once created, is never dropped by hippo.
+_EXISTING: set[str] = set()
+
+
+def create_tables(spark: SparkSession, root: str, names: tuple[str, ...] = (RUNS,)) -> None:
+    """Create the store tables ``names`` that do not exist yet (any number of processes
+    may call this at once); refuse a folder that holds something else. ``sink_rows`` is
+    created before a run first stores rows in it, so stores that never need it do not
+    carry an empty table."""
     from delta.tables import DeltaTable
     from pyspark.sql.types import StructType
 
+    if all(table_path(root, t) in _EXISTING for t in names):
+        return
     check_store(spark, root)
-    for table, ddl in SCHEMAS.items():
+    for table in names:
         path = table_path(root, table)
-        if _is_delta(spark, path):
+        if path in _EXISTING or _is_delta(spark, path):
+            _EXISTING.add(path)
             continue
-        schema = StructType.fromDDL(ddl)
+        schema = StructType.fromDDL(SCHEMAS[table])
 
         def create(path: str = path, table: str = table, schema: StructType = schema) -> None:
             (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
              .property("delta.dataSkippingStatsColumns", _STATS_COLUMNS[table]).execute())
 
         committed(path, create, f"creating the store table `{table}`")
+        _EXISTING.add(path)
+
+
+_CHECKED: set[str] = set()  # runs tables this process has checked are of this layout
 
 
 def check_store(spark: SparkSession, root: str) -> bool:
     """Whether ``root`` holds a store (False: nothing there yet). NotAStoreError if the
     folder holds other things; StoreFormatError for a store of an older layout."""
     runs = table_path(root, RUNS)
+    if runs in _CHECKED:
+        return True
     if _is_delta(spark, runs):
         columns = set(spark.read.format("delta").load(runs).columns)
         if "steps" not in columns:
             raise StoreFormatError(
                 f"`{root}` is a store of an older layout (its steps are in a separate "
                 "`operators` table); record into a new folder to use this hippo")
+        _CHECKED.add(runs)
         return True
     if "://" not in root and os.path.isdir(root):
         found = [n for n in os.listdir(root) if not n.startswith((".", "_"))]

@@ -175,10 +175,20 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def recorded(spark, tmp_path_factory):
+    """One recorded run that the hostile queries below all ask about."""
+    folder = tmp_path_factory.mktemp("hostile")
+    spark.createDataFrame(ROWS, SCHEMA).write.format("delta").save(str(folder / "src"))
+    store = hippo.LineageStore(spark, str(folder / "lineage"))
+    _record(store, str(folder / "src"), str(folder / "out"))
+    return store
+
+
 @pytest.mark.parametrize("where,refused", HOSTILE, ids=[h[0][:12] for h in HOSTILE])
 def test_a_hostile_where_is_refused_on_both_query_paths_and_the_session_lives(
-        spark, store, source, tmp_path, where, refused):
-    _record(store, source, str(tmp_path / "out"))
+        spark, recorded, tmp_path, where, refused):
+    store = recorded
     other = tmp_path / "other-table"  # must never be read: it does not even exist
     text = where.format(other=other)
     for query in (lambda: store.backward("totals", where=text),
