@@ -162,6 +162,11 @@ class Source:
 
 
 _NO_CELLS: frozenset[Cell] = frozenset()
+# The cell lineage of a value computed from no column (count(*), a literal): it is made
+# by its row's lineage (DESIGN, lineage semantics). Unlike _NO_CELLS (the absent side of
+# an outer join), asking for such a cell returns the rows behind it.
+_ROWS_CELL: Cell = ("", -1, "")
+_MADE_BY_ROWS: frozenset[Cell] = frozenset({_ROWS_CELL})
 
 
 def _union(sets: Iterable[frozenset[Any]]) -> frozenset[Any]:
@@ -235,6 +240,9 @@ class Frame:
         return [r.values for r in self.rows]
 
     def _cells(self, row: ORow, refs: Iterable[str]) -> frozenset[Cell]:
+        refs = list(refs)
+        if not refs:
+            return _MADE_BY_ROWS
         return _union(row.cells[self._index(r)] for r in refs)
 
     def _eval(self, row: ORow, e: Expr) -> Any:
@@ -438,7 +446,8 @@ class Frame:
         cells = _union(r.cells[p] for r in chosen for p in positions)
         # A cell computed from no column (count(*), a literal) is made by its row's
         # lineage: those rows, with no value column (DESIGN, lineage semantics).
-        made_by_rows = _union(r.rows for r in chosen for p in positions if not r.cells[p])
+        made_by_rows = _union(r.rows for r in chosen for p in positions
+                              if _ROWS_CELL in r.cells[p])
         out: dict[str, tuple[list[str], list[Values]]] = {}
         for name, src in self.sources.items():
             mine = {(i, c) for s, i, c in cells if s == name}
@@ -484,7 +493,7 @@ class _Grouped:
             for _, a in items:
                 if a.arg is None:
                     values.append(a.compute([], len(rows)))
-                    cells.append(_NO_CELLS)
+                    cells.append(_MADE_BY_ROWS)
                 else:
                     values.append(a.compute([f._eval(r, a.arg) for r in rows], len(rows)))
                     cells.append(_union(f._cells(r, a.arg.refs) for r in rows))
