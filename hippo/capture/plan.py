@@ -80,7 +80,7 @@ class _Sql:
     """An expression's SQL over positional column names, rendered on first use.
 
     Renaming an expression's attributes takes a few Py4J calls per tree node; a step
-    leaves that to the run's background thread (replay check, operators append) instead
+    leaves that to the run's background thread (rebuild check, spec rendering) instead
     of paying it while the user's pipeline is being built.
     """
 

@@ -51,7 +51,7 @@ def _spec_json(spec: Node | None) -> str:
     check has failed with the reason (so the run's status already says so)."""
     try:
         return json.dumps(None if spec is None else rendered(spec).to_json())
-    except Exception:  # noqa: BLE001 -- reported by the replay check of the same spec
+    except Exception:  # noqa: BLE001 -- reported by the rebuild check of the same spec
         return "null"
 
 
