@@ -1,4 +1,12 @@
-"""Map a step's plan nodes onto a lineage type from :mod:`lineage_types`."""
+"""Map a step's plan nodes onto a lineage type from :mod:`lineage_types`.
+
+A step's :class:`~lineage_types.ColumnMapping` names user columns by position
+(``__c0``, ``__c1``, ... from :func:`hippo.recorded.ids.pos_name`; input ``i`` of a
+join or union is ``ColumnRef(i, ...)``): frames in the middle of a pipeline may carry
+two columns of one name, and a mapping keyed by name would merge their lineage. The
+step's ``columns`` give the names. This mapping is what the run's lineage state composes
+(:meth:`hippo.recorded.state.LineageState.through`), so queries read it, not a copy.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +25,17 @@ from lineage_types import (
 )
 
 from hippo.capture.plan import StepAnalysis
+from hippo.recorded.ids import pos_index, pos_name
 
-__all__ = ["step_lineage_type", "source_lineage_type"]
+__all__ = ["step_lineage_type", "source_lineage_type", "user_positions"]
 
 _FAN_OUT = {"Generate", "Join"}
+
+
+def user_positions(columns: list[str], is_hidden: Callable[[str], bool]) -> dict[int, int]:
+    """Full position -> user position of every user (not hidden) column."""
+    users = [p for p, c in enumerate(columns) if not is_hidden(c)]
+    return {full: u for u, full in enumerate(users)}
 
 
 def step_lineage_type(
@@ -28,34 +43,30 @@ def step_lineage_type(
     input_columns: list[list[str]],
     output_columns: list[str],
     is_hidden: Callable[[str], bool],
-    key_columns: list[str] | None,
+    keyed: bool,
 ) -> LineageType:
-    """The step's kind, user-column mapping and encoding (hidden columns left out)."""
-    contributing: dict[str, set[ColumnRef]] = {}
-    for pos, name in enumerate(output_columns):
-        if is_hidden(name):
-            continue
-        refs = {
-            ColumnRef(i, input_columns[i][p])
-            for i, p in analysis.contributing[pos]
-            if not is_hidden(input_columns[i][p])
-        }
-        contributing.setdefault(name, set()).update(refs)
-    influencing = frozenset(
-        ColumnRef(i, input_columns[i][p])
-        for i, p in analysis.influencing
-        if not is_hidden(input_columns[i][p])
-    )
+    """The step's kind, positional user-column mapping and encoding (hidden columns left
+    out); ``keyed`` for an aggregate or distinct, whose rows relate by group key."""
+    users_in = [user_positions(cols, is_hidden) for cols in input_columns]
+
+    def refs(found: set[tuple[int, int]]) -> frozenset[ColumnRef]:
+        return frozenset(ColumnRef(i, pos_name(users_in[i][p])) for i, p in found
+                         if p in users_in[i])
+
+    users_out = user_positions(output_columns, is_hidden)
     mapping = ColumnMapping(
-        {k: frozenset(v) for k, v in contributing.items()}, influencing
+        {pos_name(u): refs(analysis.contributing[p]) for p, u in users_out.items()},
+        refs(analysis.influencing),
     )
-    kinds = set(analysis.kinds)
-    if key_columns is not None:
-        return ManyToOne(mapping, Key(tuple(key_columns)))
-    if kinds & _FAN_OUT:
+    if keyed:
+        keys = tuple(sorted((ref.column for ref in mapping.influencing if ref.input == 0),
+                            key=pos_index))
+        return ManyToOne(mapping, Key(keys))
+    if set(analysis.kinds) & _FAN_OUT:
         return OneToMany(mapping, Passthrough())
     return OneToOne(mapping, Passthrough())
 
 
 def source_lineage_type(columns: list[str]) -> LineageType:
-    return Identity.of(columns)
+    """A source or sink: every column is itself (positional, like every step)."""
+    return Identity.of([pos_name(u) for u in range(len(columns))])

@@ -19,13 +19,22 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.kinds import source_lineage_type, step_lineage_type
+from hippo.capture.kinds import source_lineage_type, step_lineage_type, user_positions
 from hippo.capture.plan import StepAnalysis, analyze_step
 from hippo.errors import RunStateError, UnsupportedStepError, first_line
 from hippo.recorded.ids import ID, SLOT_PREFIX, derived_id, is_hidden
 from hippo.recorded.rebuild import build_step
 from hippo.recorded.spec import Node, rendered
-from hippo.recorded.state import Cell, KeySlot, LineageState, MatchSlot, Origin, SourceSlot
+from hippo.recorded.state import (
+    Cell,
+    KeySlot,
+    LineageState,
+    MatchSlot,
+    Origin,
+    SourceSlot,
+    started,
+    through,
+)
 from hippo.recorded.steps import SinkInfo, SourceInfo, Step
 
 if TYPE_CHECKING:
@@ -213,22 +222,15 @@ class Recorder:
             _check_rebuild, step, where, analysis.spec, in_dfs, new.schema.simpleString()))
         out_cols = new.columns
         in_cols = [t.frame.columns for t in inputs]
-        user_pos = [[i for i, c in enumerate(cols) if not is_hidden(c)] for cols in in_cols]
-        user_index = [{full: u for u, full in enumerate(ups)} for ups in user_pos]
-
-        def cells(refs: set[tuple[int, int]]) -> set[Cell]:
-            out: set[Cell] = set()
-            for i, p in refs:
-                if p in user_index[i]:
-                    out |= states[i].contrib[user_index[i][p]]
-            return out
-
         new_slots = [c for c in out_cols if c.startswith(SLOT_PREFIX)
                      and not any(c in s.slots for s in states)
                      and not (match and c == match["slot"])]
+        # The step's positional column mapping; the state below is it composed with the
+        # inputs' states, so queries read the same lineage the step records.
+        lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, bool(new_slots))
+        mapping = lineage.columns
         exact = all(s.replay_exact for s in states) and replay_exact and analysis.deterministic
         op_id = self.next_op
-        key_columns = None
         if new_slots:  # an aggregate or distinct: a key slot replaces the input's slots
             slot = new_slots[0]
             if not all(s.replay_exact for s in states):
@@ -237,42 +239,35 @@ class Recorder:
                             "would not be exact")
             keys = key_sql if key_sql is not None else analysis.group_keys
             origin = KeySlot(op_id, inputs[0].op_id, tuple(keys))
-
-            def key_cells(refs: set[tuple[int, int]]) -> frozenset[Cell]:
-                return frozenset((slot, user_index[0][p]) for i, p in refs
-                                 if p in user_index[0])
-
-            contrib = tuple(key_cells(analysis.contributing[p])
-                            for p, c in enumerate(out_cols) if not is_hidden(c))
+            contrib, influence = started(mapping, slot)
             # The slot is the hash of the first ``key_count`` output columns (the group key).
             keyed = {slot: tuple(range(key_count))} if key_count is not None else {}
-            state = LineageState({slot: origin}, contrib, key_cells(analysis.influencing),
-                                 replay_exact=exact, keyed=keyed,
-                                 id_slot=slot if keyed else None)
-            key_columns = [in_cols[0][p] for _, p in sorted(analysis.influencing)
-                           if not is_hidden(in_cols[0][p])]
+            state = LineageState({slot: origin}, contrib, influence, replay_exact=exact,
+                                 keyed=keyed, id_slot=slot if keyed else None)
         else:
             slots: dict[str, Origin] = {}
             for s in states:
                 slots.update(s.slots)
-            influence = set(cells(analysis.influencing))
+            contrib, step_influence = through(mapping, states)
+            influence = set(step_influence)
             for s in states:
                 influence |= s.influence
             if step == "limit":
                 influence |= states[0].order
-            contrib = tuple(frozenset(cells(analysis.contributing[p]))
-                            for p, c in enumerate(out_cols) if not is_hidden(c))
-            order = frozenset(cells(analysis.order))
+            user_in = [user_positions(cols, is_hidden) for cols in in_cols]
+            order: set[Cell] = set()
+            for i, p in analysis.order:
+                if p in user_in[i]:
+                    order |= states[i].contrib[user_in[i][p]]
             if match is not None:
                 slots[match["slot"]] = MatchSlot(op_id, inputs[0].op_id, inputs[1].op_id,
                                                  dict(match["renames"]))
-                influence |= {(match["slot"], user_index[1][p]) for i, p in
-                              analysis.influencing if i == 1 and p in user_index[1]}
+                influence |= started(mapping, match["slot"], input=1)[1]
             keyed, id_slot = _carried_keys(analysis, states, in_cols, out_cols)
-            state = LineageState(slots, contrib, frozenset(influence), order, exact, keyed,
-                                 id_slot, _carried_copies(analysis, states, in_cols, out_cols))
+            state = LineageState(slots, contrib, frozenset(influence), frozenset(order),
+                                 exact, keyed, id_slot,
+                                 _carried_copies(analysis, states, in_cols, out_cols))
             state = state.restricted({c for c in out_cols if c.startswith(SLOT_PREFIX)})
-        lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, key_columns)
         user_cols = tuple(c for c in out_cols if not is_hidden(c))
         self.add(Step(op_id, step, tuple(t.op_id for t in inputs), tuple(analysis.kinds),
                       lineage, analysis.spec, state, user_cols, analysis.deterministic, where))

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 __all__ = ["ID", "SLOT_PREFIX", "KEY", "RESERVED", "COLUMN", "LEFT", "RIGHT", "is_hidden",
-           "quoted", "pos_name", "positional", "content_hash", "derived_id"]
+           "quoted", "pos_name", "pos_index", "positional", "content_hash", "derived_id"]
 
 ID = "__hippo_id"
 SLOT_PREFIX = "__hs_"
@@ -45,6 +45,13 @@ COLUMN, LEFT, RIGHT = "__c", "__l", "__r"
 def pos_name(position: int, prefix: str = COLUMN) -> str:
     """The positional name of column ``position``: ``__c3`` (``__l3``/``__r3`` in joins)."""
     return f"{prefix}{position}"
+
+
+def pos_index(name: str, prefix: str = COLUMN) -> int:
+    """The position a positional name stands for: ``pos_index("__c3") == 3``."""
+    if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+        raise ValueError(f"`{name}` is not a positional column name ({prefix}<n>)")
+    return int(name[len(prefix):])
 
 
 def positional(df: DataFrame, prefix: str = COLUMN) -> DataFrame:

@@ -30,7 +30,10 @@ __all__ = [
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
 # 1: the first typed format (the same JSON as the untyped specs before it).
-FORMAT = 1
+# 2: a step's lineage type names columns by position (``__c3``), as its spec does; in 1
+#    it named them, merging the lineage of two columns of one name. Only the stored
+#    lineage changed; queries read the lineage state, the same in both.
+FORMAT = 2
 
 Sql = Any  # str, or a deferred SQL text while the run is recorded
 

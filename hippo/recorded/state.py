@@ -21,17 +21,27 @@ that column of the slot's source row (so a query may filter the source by its va
 ``contrib[p]`` lists, for user column ``p``, the ``(slot, ref)`` cells it is computed
 from; ``influence`` the cells that decided whether the row exists. ``ref`` is a source
 column name for a source slot and a column position in the key step's input otherwise.
+
+There is one column-lineage model: each step's positional
+:class:`~lineage_types.ColumnMapping` (its recorded lineage type). A state is those
+mappings composed along the path from the slots' origins, over slot cells instead of
+input columns: :func:`through` is ``ColumnMapping.then`` applied to a state, and
+:func:`started` begins a new composition at a key slot.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lineage_types import ColumnMapping, ColumnRef
+
 from hippo.errors import StoreFormatError
+from hippo.recorded.ids import pos_index
 
 __all__ = ["Cell", "SourceSlot", "KeySlot", "MatchSlot", "Origin", "LineageState",
-           "origin_from_json"]
+           "origin_from_json", "through", "started"]
 
 Cell = tuple[str, Any]  # (slot column, column name or position at the slot's origin)
 
@@ -177,3 +187,32 @@ class LineageState:
             id_slot=data.get("id_slot"),
             copies=tuple(None if c is None else (c[0], c[1]) for c in data.get("copies", [])),
         )
+
+
+def through(mapping: ColumnMapping, states: Sequence[LineageState]
+            ) -> tuple[tuple[frozenset[Cell], ...], frozenset[Cell]]:
+    """The cells of a step's output columns and its influencing cells: the step's
+    positional ``mapping`` composed with its inputs' states (``states[i]`` is input
+    ``i``), as :meth:`ColumnMapping.then` composes two mappings. The inputs' own
+    influencing cells are the caller's to carry (a key step drops them)."""
+
+    def cells(refs: frozenset[ColumnRef]) -> frozenset[Cell]:
+        out: set[Cell] = set()
+        for ref in refs:
+            out |= states[ref.input].contrib[pos_index(ref.column)]
+        return frozenset(out)
+
+    return (tuple(cells(refs) for refs in mapping.contributing.values()),
+            cells(mapping.influencing))
+
+
+def started(mapping: ColumnMapping, slot: str, input: int = 0
+            ) -> tuple[tuple[frozenset[Cell], ...], frozenset[Cell]]:
+    """Like :func:`through`, for a step whose rows are resolved through ``slot`` (a key
+    slot): input ``input``'s columns become the slot's cells ``(slot, position)``."""
+
+    def cells(refs: frozenset[ColumnRef]) -> frozenset[Cell]:
+        return frozenset((slot, pos_index(ref.column)) for ref in refs if ref.input == input)
+
+    return (tuple(cells(refs) for refs in mapping.contributing.values()),
+            cells(mapping.influencing))

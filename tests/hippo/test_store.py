@@ -75,11 +75,14 @@ def test_steps_record_lineage_type_columns_and_code_location(spark, store, fligh
     ops = {r.step: r for r in _steps(spark, store, run.run_id)}
     agg = json.loads(ops["groupBy.agg"].lineage)
     assert agg["kind"] == "many_to_one"
-    assert agg["encoding"] == {"kind": "key", "keys": ["carrier"]}
+    # Columns are named by position (``__c1`` is the input's second column, ``carrier``).
+    assert agg["encoding"] == {"kind": "key", "keys": ["__c1"]}
+    assert ops["source"].columns[1] == "carrier"
     assert ops["groupBy.agg"].kinds == ["Project", "Project", "Aggregate"]
     flt = json.loads(ops["filter"].lineage)
     assert flt["kind"] == "one_to_one"
-    assert {r["column"] for r in flt["columns"]["influencing"]} == {"delay"}
+    assert {r["column"] for r in flt["columns"]["influencing"]} == {"__c2"}
+    assert ops["source"].columns[2] == "delay"
     assert ops["filter"].code_location.endswith("test_store.py:" + str(
         _record.__code__.co_firstlineno + 3))
     source = json.loads(ops["source"].detail)["source"]
