@@ -133,3 +133,8 @@ class NotAStoreError(HippoError):
 
 class StoreBusyError(HippoError):
     """Thrown when a store commit could not get the store's lock or kept conflicting."""
+
+
+class ReplayError(HippoError):
+    """A recorded run (or part of it) cannot be recomputed exactly; the message says
+    which step and why."""

@@ -15,7 +15,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from hippo.capture.run import Run, finish
-from hippo.errors import HippoError
+from hippo.diagnose.replay import replay
+from hippo.errors import HippoError, UnknownRunError
 from hippo.query.backward import backward
 from hippo.query.catalog import Catalog, Endpoint, load_run, runs_version
 from hippo.query.forward import forward
@@ -41,14 +42,14 @@ def _check_where(where: Any) -> str | Column:
                      f"{type(where).__name__}")
 
 
-def _check_columns(columns: Any) -> list[str] | None:
+def _check_columns(columns: Any, what: str = "columns") -> list[str] | None:
     if columns is None:
         return None
     if isinstance(columns, str):
         return [columns]
     if isinstance(columns, list | tuple) and all(isinstance(c, str) for c in columns):
         return list(columns)
-    raise HippoError(f"`columns` must be a list of column names, got {columns!r:.80}")
+    raise HippoError(f"`{what}` must be a list of names, got {columns!r:.80}")
 
 
 class LineageStore:
@@ -149,7 +150,40 @@ class LineageStore:
         return forward(self._slots(endpoint.run_id), source, _check_where(where),
                        _check_columns(columns))
 
+    def replay(
+        self,
+        run_id: str,
+        sinks: list[str] | None = None,
+        where: str | Column | None = None,
+    ) -> dict[str, DataFrame]:
+        """Recompute a recorded run's sinks from its pinned inputs, as the run recorded
+        its steps (not as today's code would).
+
+        Returns sink name -> DataFrame of the recomputed rows, with the sink's columns.
+        ``sinks`` (default: every sink of the run) chooses sinks; ``where`` chooses
+        output rows, and only those are recomputed, from only their backward lineage.
+        Raises ReplayError for a sink downstream of a step that chose rows
+        nondeterministically (``limit``, ``dropDuplicates``), naming the step.
+
+        Examples
+        --------
+        >>> store.replay(run.run_id, where="carrier = 'AA'")["by_carrier"].show()  # doctest: +SKIP
+        """
+        recorded = self._recorded(_check_str(run_id, "run_id"))
+        names = list(recorded.run.sinks) if sinks is None else _check_columns(sinks, "sinks")
+        for name in names:
+            recorded.run.sink(name)
+        return replay(recorded, names, None if where is None else _check_where(where))
+
     # -- internals --------------------------------------------------------------------
+    def _recorded(self, run_id: str) -> Slots:
+        """The successful run ``run_id`` (UnknownRunError listing the runs if none)."""
+        if self._catalog is None or run_id not in self._catalog.run_ids:
+            self._catalog = Catalog(self.spark, self.path)
+        if run_id not in self._catalog.run_ids:
+            raise UnknownRunError(run_id, self._catalog.run_ids[:20])
+        return self._slots(run_id)
+
     def _find(self, kind: str, name: str, run_id: str | None) -> Endpoint:
         if run_id is not None:
             _check_str(run_id, "run_id")

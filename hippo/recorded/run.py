@@ -86,15 +86,30 @@ class RecordedRun:
     def frame(self, op_id: int) -> DataFrame:
         """The step's output as the run computed it, hidden columns included."""
         for n in self.upstream(op_id):
-            if n in self._frames:
-                continue
+            if n not in self._frames:
+                self._frames[n] = self._built(n, self._frames)
+        return self._frames[op_id]
+
+    def frames(self, op_id: int, sources: dict[int, DataFrame]) -> dict[int, DataFrame]:
+        """Every step up to ``op_id`` rebuilt over other source rows: ``sources`` maps a
+        source step to the rows to use instead of its pinned read (hidden columns
+        included, e.g. a subset of :meth:`frame`); a source not in it reads no rows.
+        Nothing is cached: each call plans anew."""
+        built: dict[int, DataFrame] = {}
+        for n in self.upstream(op_id):
             step = self.steps[n]
             if step.source is not None:
-                info = step.source
-                pinned = self.pinned(info.path, info.version, plain=info.ids != "row_tracking")
-                self._frames[n] = read_source(self.spark, info, info.slot, pinned)
-            elif step.spec is not None:
-                self._frames[n] = build_step(step.spec, [self._frames[i] for i in step.inputs])
-            else:  # a sink: what was written is its input's output
-                self._frames[n] = self._frames[step.inputs[0]]
-        return self._frames[op_id]
+                built[n] = sources.get(n, self.frame(n).limit(0))
+            else:
+                built[n] = self._built(n, built)
+        return built
+
+    def _built(self, n: int, built: dict[int, DataFrame]) -> DataFrame:
+        step = self.steps[n]
+        if step.source is not None:
+            info = step.source
+            pinned = self.pinned(info.path, info.version, plain=info.ids != "row_tracking")
+            return read_source(self.spark, info, info.slot, pinned)
+        if step.spec is not None:
+            return build_step(step.spec, [built[i] for i in step.inputs])
+        return built[step.inputs[0]]  # a sink: what was written is its input's output

@@ -1,0 +1,1 @@
+"""Diagnosis: re-running a recorded run (replay); removal and restore build on it."""
