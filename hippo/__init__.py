@@ -14,6 +14,7 @@ from hippo.errors import (
     InvalidWhereError,
     JarResolutionError,
     NotAStoreError,
+    ReplayError,
     RunStateError,
     StoreBusyError,
     StoreFormatError,
@@ -26,6 +27,7 @@ from hippo.errors import (
 )
 from hippo.session import configure_spark, spark_session
 from hippo.lineage_store import LineageStore
+from hippo.query.trace import TraceStep
 
 # A library leaves handlers to the application; the `hippo` logger's records reach the
 # root logger's handlers (e.g. `logging.basicConfig`), and pytest's caplog.
@@ -52,4 +54,6 @@ __all__ = [
     "StoreFormatError",
     "NotAStoreError",
     "StoreBusyError",
+    "ReplayError",
+    "TraceStep",
 ]

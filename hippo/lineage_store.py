@@ -21,6 +21,7 @@ from hippo.query.backward import backward
 from hippo.query.catalog import Catalog, Endpoint, load_run, runs_version
 from hippo.query.forward import forward
 from hippo.query.slots import Slots
+from hippo.query.trace import TraceStep, trace
 from hippo.session import HippoSettings, load_settings
 from hippo.store import tables
 
@@ -149,6 +150,25 @@ class LineageStore:
         endpoint = self._find("source", _check_str(source, "source"), run_id)
         return forward(self._slots(endpoint.run_id), source, _check_where(where),
                        _check_columns(columns))
+
+    def trace(self, sink: str, where: str | Column, run_id: str | None = None
+              ) -> list[TraceStep]:
+        """The steps from the sources to ``sink``, in order, each with the rows of its
+        output that lead to the sink rows ``where`` chooses.
+
+        Each :class:`~hippo.query.trace.TraceStep` has the step's ``op_id``, ``step``
+        (the tracked method), ``name`` (of a source or sink), ``kind`` (its lineage type),
+        ``code_location`` (``file:line`` of the user's code), ``inputs``, ``columns`` and
+        ``rows``: a DataFrame of the step's columns plus ``hippo_row_id``. Only what
+        those rows need is computed (their lineage), not the whole pipeline.
+
+        Examples
+        --------
+        >>> for step in store.trace("by_carrier", where="carrier = 'AA'"):  # doctest: +SKIP
+        ...     print(step.step, step.code_location); step.rows.show()
+        """
+        endpoint = self._find("sink", _check_str(sink, "sink"), run_id)
+        return trace(self._slots(endpoint.run_id), sink, _check_where(where))
 
     def replay(
         self,

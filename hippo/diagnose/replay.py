@@ -20,14 +20,12 @@ from pyspark.sql import functions as F
 
 from hippo.errors import ReplayError
 from hippo.query.backward import backward
-from hippo.query.slots import Slots, query_errors
-from hippo.query.where import checked_filter
-from hippo.recorded.ids import ID, is_hidden, quoted
+from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
+from hippo.recorded.ids import is_hidden, quoted
 from hippo.recorded.run import RecordedRun
-from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.steps import Step
 
-__all__ = ["replay", "check_replayable", "chosen_ids"]
+__all__ = ["replay", "check_replayable"]
 
 
 def check_replayable(run: RecordedRun, sink: Step) -> None:
@@ -53,16 +51,6 @@ def _user(frame: DataFrame, sink: Step) -> DataFrame:
     return frame.select(*[F.col(quoted(c)) for c in cols]).toDF(*sink.columns)
 
 
-def chosen_ids(slots: Slots, sink: Step, where: str | Column) -> DataFrame:
-    """The ids (column ``id``) of the sink rows, as written, that ``where`` chooses."""
-    written = slots.written(sink)
-    user = [c for c in written.columns if c != ROW_HASH]
-    chosen = checked_filter(written, where, f"sink `{sink.sink.name}`", user)
-    hashes = chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct()
-    return (slots.sink_rows(sink).join(hashes, "row_hash", "left_semi")
-            .select(F.col("hippo_row_id").alias("id")).distinct())
-
-
 def replay(slots: Slots, sinks: list[str], where: str | Column | None) -> dict[str, DataFrame]:
     """Sink name -> its rows recomputed (``where``: only the rows it chooses)."""
     run = slots.run
@@ -75,14 +63,7 @@ def replay(slots: Slots, sinks: list[str], where: str | Column | None) -> dict[s
             continue
         with query_errors(run, where, f"sink `{name}`", list(sink.columns)):
             lineage = backward(slots, name, where, None, False)
-            cut = {}
-            for source, rows in lineage.items():
-                op = run.source(source).op_id
-                ids = rows.select(F.col("hippo_row_id").alias(ID)).distinct()
-                whole = run.frame(op)
-                cut[op] = whole.join(ids, ID, "left_semi").select(  # the same column order
-                    *[F.col(quoted(c)) for c in whole.columns])
-            frame = run.frames(sink.inputs[0], cut)[sink.inputs[0]]
+            frame = run.frames(sink.inputs[0], cut_sources(run, lineage))[sink.inputs[0]]
             ids = chosen_ids(slots, sink, where).withColumnRenamed("id", ID)
             out[name] = _user(frame.join(ids, ID, "left_semi"), sink)
     return out

@@ -26,15 +26,17 @@ from hippo.errors import (
     first_line,
     missing_file,
 )
-from hippo.recorded.ids import KEY, content_hash, positional, quoted
+from hippo.recorded.ids import ID, KEY, content_hash, positional, quoted
 from hippo.recorded.rebuild import build_pairs
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import KeySlot, LineageState, Origin
 from hippo.recorded.steps import Step
+from hippo.query.where import checked_filter
 from hippo.store import tables
 
-__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any"]
+__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any", "chosen_ids",
+           "cut_sources"]
 
 
 def check_columns(columns: list[str] | None, known: list[str], target: str) -> None:
@@ -172,3 +174,25 @@ class Slots:
         return tables.read_table(self.spark, self.run.root, tables.SINK_ROWS).filter(
             (F.col("run_id") == self.run.run_id) & (F.col("sink") == info.name)).select(
             "hippo_row_id", "row_hash", "slots")
+
+
+def chosen_ids(slots: Slots, sink: Step, where: str | Column) -> DataFrame:
+    """The ids (column ``id``) of the sink rows, as written, that ``where`` chooses."""
+    written = slots.written(sink)
+    user = [c for c in written.columns if c != ROW_HASH]
+    chosen = checked_filter(written, where, f"sink `{sink.sink.name}`", user)
+    hashes = chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct()
+    return (slots.sink_rows(sink).join(hashes, "row_hash", "left_semi")
+            .select(F.col("hippo_row_id").alias("id")).distinct())
+
+
+def cut_sources(run: RecordedRun, lineage: dict[str, DataFrame]) -> dict[int, DataFrame]:
+    """Per source step, its rows (hidden columns included) that a backward answer holds."""
+    cut = {}
+    for source, rows in lineage.items():
+        op = run.source(source).op_id
+        ids = rows.select(F.col("hippo_row_id").alias(ID)).distinct()
+        whole = run.frame(op)
+        cut[op] = whole.join(ids, ID, "left_semi").select(  # the same column order
+            *[F.col(quoted(c)) for c in whole.columns])
+    return cut
