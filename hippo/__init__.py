@@ -14,6 +14,7 @@ from hippo.errors import (
     InvalidWhereError,
     JarResolutionError,
     NotAStoreError,
+    RemovalError,
     ReplayError,
     RunStateError,
     StoreBusyError,
@@ -55,5 +56,6 @@ __all__ = [
     "NotAStoreError",
     "StoreBusyError",
     "ReplayError",
+    "RemovalError",
     "TraceStep",
 ]

@@ -138,3 +138,8 @@ class StoreBusyError(HippoError):
 class ReplayError(HippoError):
     """A recorded run (or part of it) cannot be recomputed exactly; the message says
     which step and why."""
+
+
+class RemovalError(HippoError):
+    """A removal or restore cannot be applied as asked; the message says why and what
+    to do (the tables it would change are left as they were)."""

@@ -15,6 +15,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from hippo.capture.run import Run, finish
+from hippo.diagnose.remove import RemovalReport, remove, restore
 from hippo.diagnose.replay import replay
 from hippo.errors import HippoError, UnknownRunError
 from hippo.query.backward import backward
@@ -194,6 +195,44 @@ class LineageStore:
         for name in names:
             recorded.run.sink(name)
         return replay(recorded, names, None if where is None else _check_where(where))
+
+    def remove(
+        self,
+        source: str,
+        where: str | Column,
+        run_id: str | None = None,
+        dry_run: bool = False,
+    ) -> RemovalReport:
+        """Remove the source rows ``where`` chooses and repair every output they reached.
+
+        The rows are copied to the store's quarantine, deleted from the source table, and
+        each affected sink repaired in one Delta transaction, incrementally (only the
+        affected rows, from their lineage) or by a full recompute, whichever the estimate
+        says is cheaper and exact; the removal is recorded as a new run. With ``dry_run``
+        nothing changes, and each sink's ``preview`` shows every affected row's value now
+        (``before``) and after. Returns a RemovalReport: ``run_id`` (for
+        :meth:`restore`), ``removed``, and per sink the changed, deleted and added row
+        counts and how it was repaired.
+
+        Examples
+        --------
+        >>> report = store.remove("flights", where="dep_delay > 1000", dry_run=True)  # doctest: +SKIP
+        >>> report.sinks["by_carrier"].preview.show()  # doctest: +SKIP
+        """
+        endpoint = self._find("source", _check_str(source, "source"), run_id)
+        report = remove(self._slots(endpoint.run_id), source, _check_where(where),
+                        bool(dry_run))
+        if not dry_run:
+            self._catalog = None
+        return report
+
+    def restore(self, removal_run_id: str) -> dict[str, int]:
+        """Undo a removal: its source and sinks go back to their versions before it, its
+        quarantined rows are dropped (they are back in the source), and its run is
+        marked ``restored``. Returns each table's path and the version it is back at."""
+        back = restore(self.spark, self.path, _check_str(removal_run_id, "removal_run_id"))
+        self._catalog = None
+        return back
 
     # -- internals --------------------------------------------------------------------
     def _recorded(self, run_id: str) -> Slots:

@@ -22,7 +22,7 @@ from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import Cell, KeySlot, LineageState, Origin
 
-__all__ = ["backward"]
+__all__ = ["backward", "lineage_of"]
 
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
@@ -53,7 +53,17 @@ def _backward(slots: Slots, sink_name: str, where: str | Column, columns: list[s
     user = [c for c in written.columns if c != ROW_HASH]
     target = f"sink `{sink_name}`"
     check_columns(columns, user, target)
-    chosen = checked_filter(written, where, target, user)
+    return lineage_of(slots, sink_name, checked_filter(written, where, target, user),
+                      columns, influencing)
+
+
+def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[str] | None,
+               influencing: bool) -> dict[str, DataFrame]:
+    """Source name -> the source rows (cells) behind ``chosen``: rows of the sink as
+    written, with their value hash (``ROW_HASH``)."""
+    run = slots.run
+    sink = run.sink(sink_name)
+    user = [c for c in chosen.columns if c != ROW_HASH]
     hashes = chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct()
     rows = slots.sink_rows(sink).join(hashes, "row_hash", "left_semi")
     state = sink.state

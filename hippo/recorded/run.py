@@ -36,6 +36,7 @@ class RecordedRun:
         self.name: str = row["name"]
         version = check_format(row["format"], f"run `{self.run_id}`")
         written = dict(row["sinks"] or {})
+        self.sink_versions: dict[str, int] = written  # sink name -> the version written
         steps = [Step.from_row(s, version) for s in row["steps"] or []]
         # A sink's version is known only after its write; the run row holds it.
         self.steps: dict[int, Step] = {

@@ -11,7 +11,12 @@ A store is a folder of plain Delta tables that any Delta reader can open:
   values (to find it in the sink as written) and its slot ids. Written before the run's
   row, so invisible until the run commits;
 * ``snapshots/<run_id>/<source>``: DataFrame sources, copied so their lineage stays
-  answerable.
+  answerable;
+* ``quarantine``: source rows a removal took out (as JSON of their columns), with the
+  removal's id, so nothing removed is ever destroyed;
+* ``removals``: one row per removal: what it removed from which source, the run it
+  repaired (and the run it recorded), each table's version before and after, how each
+  sink was repaired, and whether it has been restored.
 
 Tables are created once, with fixed schemas (Delta's ``createIfNotExists``), never
 widened. This module is Delta table I/O only: it knows nothing of what the rows mean.
@@ -29,13 +34,15 @@ from hippo.errors import NotAStoreError, StoreFormatError
 from hippo.store.commits import committed
 
 __all__ = [
-    "RUNS", "SINK_ROWS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
+    "RUNS", "SINK_ROWS", "QUARANTINE", "REMOVALS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
     "snapshot_path", "create_tables", "append_rows", "append_frame", "read_table",
     "check_store",
 ]
 
 RUNS = "runs"
 SINK_ROWS = "sink_rows"
+QUARANTINE = "quarantine"
+REMOVALS = "removals"
 
 STEP_TYPE = (
     "struct<op_id: int, step: string, inputs: array<int>, kinds: array<string>, "
@@ -53,6 +60,15 @@ SCHEMAS = {
         "run_id string, sink string, hippo_row_id bigint, row_hash bigint, "
         "slots array<bigint>"
     ),
+    QUARANTINE: (
+        "removal_id string, source string, path string, version bigint, "
+        "hippo_row_id bigint, row string"
+    ),
+    REMOVALS: (
+        "removal_id string, repaired_run string, source string, path string, "
+        "predicate string, removed bigint, at timestamp, status string, "
+        "tables map<string, struct<before: bigint, after: bigint>>, report string"
+    ),
 }
 
 # Parquet codec of the store's tables: their files are mostly JSON text, which zstd packs
@@ -60,7 +76,8 @@ SCHEMAS = {
 COMPRESSION = "zstd"
 # Delta keeps min/max statistics of the first 32 columns of every file in its log; for
 # the store's JSON columns they are bytes nothing ever skips by.
-_STATS_COLUMNS = {RUNS: "run_id,status,ended_at", SINK_ROWS: "run_id,sink,hippo_row_id,row_hash"}
+_STATS_COLUMNS = {RUNS: "run_id,status,ended_at", SINK_ROWS: "run_id,sink,hippo_row_id,row_hash",
+                  QUARANTINE: "removal_id,source,hippo_row_id", REMOVALS: "removal_id,status"}
 
 
 def table_path(root: str, table: str) -> str:
@@ -127,7 +144,7 @@ def check_store(spark: SparkSession, root: str) -> bool:
         return True
     if "://" not in root and os.path.isdir(root):
         found = [n for n in os.listdir(root) if not n.startswith((".", "_"))]
-        if set(found) - {RUNS, SINK_ROWS, "snapshots"}:
+        if set(found) - {RUNS, SINK_ROWS, QUARANTINE, REMOVALS, "snapshots"}:
             raise NotAStoreError(root, found)
     return False
 

@@ -1,0 +1,567 @@
+"""Anomaly removal with repair, its what-if preview, and restore.
+
+``remove`` takes the source rows a ``where`` chooses out of a recorded run's source and
+repairs every sink they reached, so each sink equals a recomputation of the run on the
+cleaned sources:
+
+1. the affected output rows are found by forward lineage;
+2. per sink, the repair is *incremental* (only the affected rows are recomputed, from
+   their backward lineage less the removed rows) or *full* (the run is replayed on the
+   cleaned sources), chosen from an estimate of their costs and from whether the path
+   from the source to the sink lets a removal bring rows in (then only a full
+   recompute is exact); the choice and its reason are recorded;
+3. with ``dry_run`` nothing changes: the report previews each affected row's value now
+   and after;
+4. otherwise the removed rows are copied to the store's ``quarantine`` table, deleted
+   from the source table, the changes written into each sink in one Delta transaction
+   (a MERGE matching rows by their value hash, or an overwrite where identical rows
+   make a MERGE ambiguous), and the removal recorded as a new run (same steps, the new
+   versions) plus a ``removals`` row linking it to the run it repaired.
+
+``restore`` undoes one removal: every table it changed goes back to its version before
+(Delta RESTORE), the quarantined rows are dropped (they are back in the source), and the
+removal's run is marked ``restored`` so queries answer from the run it repaired.
+
+Removals and restores of one store are serialized across processes (a lock per store),
+and each checks first that no table it would change has moved since the run it
+repairs; it refuses with RemovalError otherwise. The commits are in this order:
+quarantine, source, sinks, lineage rows, removal row, run row; queries see the repaired
+lineage only after the last.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from hippo.errors import RemovalError, listing
+from hippo.query.backward import lineage_of
+from hippo.query.forward import forward
+from hippo.query.slots import Slots, cut_sources, query_errors
+from hippo.query.where import checked_filter
+from hippo.recorded import spec as S
+from hippo.recorded.ids import ID, content_hash, is_hidden, quoted
+from hippo.recorded.pinned import latest_version
+from hippo.recorded.run import RecordedRun
+from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
+from hippo.recorded.state import KeySlot
+from hippo.recorded.steps import Step
+from hippo.store import tables
+from hippo.store.commits import commit_version, committed, table_lock
+
+__all__ = ["SinkRepair", "RemovalReport", "remove", "restore", "INCREMENTAL_SHARE"]
+
+# Incremental repair recomputes each affected row from its lineage, a few joins per
+# row's sources; a full recompute reads every source once. Above this share of a sink's
+# rows affected, the estimate says a full recompute is cheaper.
+INCREMENTAL_SHARE = 1 / 3
+# Plan nodes that, after an aggregate the removal reaches, cannot bring rows in.
+_AFTER_AGGREGATE_OK = {"Project", "Sort", "Repartition", "RepartitionByExpression", "Union",
+                       "SubqueryAlias"}
+
+
+@dataclass(frozen=True)
+class SinkRepair:
+    """How one sink was (or, in a dry run, would be) repaired."""
+
+    sink: str
+    changed: int
+    deleted: int
+    added: int
+    how: str  # "incremental" or "full"
+    why: str
+    write: str  # "merge", "overwrite", or "none" (a dry run, or nothing changed)
+    preview: DataFrame | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RemovalReport:
+    """What a removal did (or, with ``dry_run``, would do)."""
+
+    run_id: str | None  # the removal's run (None for a dry run); pass it to restore
+    repaired_run: str
+    source: str
+    where: str
+    removed: int
+    sinks: dict[str, SinkRepair]
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "repaired_run": self.repaired_run,
+                "source": self.source, "where": self.where, "removed": self.removed,
+                "dry_run": self.dry_run,
+                "sinks": {n: {"changed": r.changed, "deleted": r.deleted, "added": r.added,
+                              "how": r.how, "why": r.why, "write": r.write}
+                          for n, r in self.sinks.items()}}
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+@contextmanager
+def _tagged(spark: SparkSession, tag: str) -> Iterator[None]:
+    """Commits made inside carry ``tag`` as their ``userMetadata``."""
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(key, tag)
+    try:
+        yield
+    finally:
+        spark.conf.unset(key)
+
+
+def _commit(spark: SparkSession, path: str, tag: str, what: str, fn: Any) -> int:
+    """Run one tagged Delta commit on ``path``; the version it made."""
+    def run() -> int:
+        with _tagged(spark, tag):
+            fn()
+        return latest_version(spark, path)
+
+    latest = committed(path, run, what)
+    version = commit_version(spark, path, tag, latest)
+    if version is None:
+        raise RemovalError(f"{what}: no commit tagged `{tag}` landed in `{path}`")
+    return version
+
+
+# -- planning ---------------------------------------------------------------------------
+def _is_key_step(step: Step) -> bool:
+    return any(isinstance(o, KeySlot) and o.op == step.op_id for o in step.state.slots.values())
+
+
+def _joins(step: Step) -> list[S.Join]:
+    out, todo = [], [step.spec] if step.spec is not None else []
+    while todo:
+        node = todo.pop()
+        if isinstance(node, S.Join):
+            out.append(node)
+        todo.extend(node.inputs)
+    return out
+
+
+def full_only(run: RecordedRun, source_op: int, sink: Step) -> str | None:
+    """Why removing rows of ``source_op`` can bring rows into ``sink`` (then only a full
+    recompute is exact), or None if a removal can only change or delete its rows."""
+    reached = nx.descendants(run.graph, source_op) | {source_op}
+    after_agg: dict[int, bool] = {}
+    for n in run.upstream(sink.op_id):
+        step = run.steps[n]
+        if n not in reached or n == source_op:
+            continue
+        where = f"`{step.step}` at {step.code_location}"
+        if not step.state.replay_exact:
+            return f"{where} picks rows, and without the removed ones it may pick others"
+        fed = [i for i in step.inputs if i in reached]
+        if any(after_agg.get(i) for i in fed) and not set(step.kinds) <= _AFTER_AGGREGATE_OK:
+            return (f"{where} filters, joins or groups values an earlier aggregate "
+                    "computed, and a removal can change those values so rows come in")
+        for join in _joins(step):
+            sides = {"left": step.inputs[0] in reached,
+                     "right": len(step.inputs) > 1 and step.inputs[1] in reached}
+            bringing = {"left_anti": ["right"], "left": ["right"], "left_outer": ["right"],
+                        "right": ["left"], "right_outer": ["left"],
+                        "full": ["left", "right"], "full_outer": ["left", "right"]}
+            if any(sides[s] for s in bringing.get(join.how, [])):
+                return (f"{where} is a {join.how.replace('_', ' ')} join: removing rows "
+                        "of one side can bring unmatched rows of the other into the output")
+        after_agg[n] = any(after_agg.get(i) for i in fed) or _is_key_step(step)
+    return None
+
+
+# -- computing the repair --------------------------------------------------------------
+def _new_rows(frame: DataFrame, sink: Step) -> DataFrame:
+    """``hippo_row_id``, ``new_hash`` and the user columns of recomputed sink rows."""
+    user = [c for c in frame.columns if not is_hidden(c)]
+    return frame.select(F.col(ID).alias("hippo_row_id"), row_hash(user).alias("new_hash"),
+                        *[F.col(quoted(c)) for c in user]).toDF(
+        "hippo_row_id", "new_hash", *sink.columns)
+
+
+def _changes(old: DataFrame, new: DataFrame) -> DataFrame:
+    """Per row id: old and new row counts and hashes, and the change."""
+    old_g = old.groupBy("hippo_row_id").agg(F.count(F.lit(1)).alias("old_n"),
+                                            F.first("row_hash").alias("old_hash"))
+    new_g = new.groupBy("hippo_row_id").agg(F.count(F.lit(1)).alias("new_n"),
+                                            F.first("new_hash").alias("new_hash"))
+    joined = old_g.join(new_g, "hippo_row_id", "full")
+    change = (F.when(F.col("old_n").isNull(), "added")
+              .when(F.col("new_n").isNull(), "deleted")
+              .when((F.col("old_hash") != F.col("new_hash")) | (F.col("old_n") != F.col("new_n")),
+                    "changed")
+              .otherwise("unchanged"))
+    return joined.withColumn("change", change)
+
+
+@dataclass
+class _Plan:
+    sink: Step
+    how: str
+    why: str
+    new: DataFrame | None  # recomputed rows in scope (hippo_row_id, new_hash, user columns)
+    frame: DataFrame | None  # the same rows with hippo's hidden columns
+    changes: DataFrame | None  # None: nothing changes
+    counts: dict[str, int]
+
+
+def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed_ids: DataFrame,
+          affected: DataFrame | None, force_full: str | None = None) -> _Plan:
+    run = slots.run
+    old = slots.sink_rows(sink).select("hippo_row_id", "row_hash")
+    written = slots.written(sink)
+    total = written.count()
+    n_affected = 0 if affected is None else affected.count()
+    unsafe = force_full or full_only(run, source_op, sink)
+    share = n_affected / max(total, 1)
+    if unsafe is None and affected is None:
+        return _Plan(sink, "incremental", "no row of it is affected", None, None, None, {})
+    if unsafe is None and share <= INCREMENTAL_SHARE:
+        assert affected is not None
+        how = "incremental"
+        why = (f"{n_affected} of {total} rows affected ({share:.1%}, at most "
+               f"{INCREMENTAL_SHARE:.0%}): recomputing them from their lineage is cheaper")
+        ids = affected.select("hippo_row_id").distinct()
+        chosen = written.join(affected.select(
+            row_hash([c for c in affected.columns if c != "hippo_row_id"]).alias(ROW_HASH)
+        ).distinct(), ROW_HASH, "left_semi")
+        cut = cut_sources(run, lineage_of(slots, sink.sink.name, chosen, None, False))
+        if source_op in cut:
+            cut[source_op] = cut[source_op].join(removed_ids, ID, "left_anti").select(
+                *[F.col(quoted(c)) for c in cut[source_op].columns])
+        frame = run.frames(sink.inputs[0], cut)[sink.inputs[0]]
+        frame = frame.join(ids.withColumnRenamed("hippo_row_id", ID), ID, "left_semi").select(
+            *[F.col(quoted(c)) for c in frame.columns])
+        old = old.join(ids, "hippo_row_id", "left_semi")
+    else:
+        how = "full"
+        why = unsafe or (f"{n_affected} of {total} rows affected ({share:.1%}, over "
+                         f"{INCREMENTAL_SHARE:.0%}): one recompute of the whole sink is cheaper")
+        sources = {s.op_id: run.frame(s.op_id) for s in run.sources.values()}
+        sources[source_op] = cleaned
+        frame = run.frames(sink.inputs[0], sources)[sink.inputs[0]]
+    frame = frame.localCheckpoint(eager=True)
+    new = _new_rows(frame, sink)
+    changes = _changes(old, new).localCheckpoint(eager=True)
+    counts = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+    return _Plan(sink, how, why, new, frame, changes, counts)
+
+
+def _preview(slots: Slots, plan: _Plan) -> DataFrame:
+    """Per changed, deleted or added row: its id, the change, its values before and after."""
+    written = slots.written(plan.sink)
+    if plan.changes is None or plan.new is None:
+        return slots.spark.createDataFrame(
+            [], "hippo_row_id bigint, change string, before string, after string")
+    cols = list(plan.sink.columns)
+    before = written.dropDuplicates([ROW_HASH]).select(
+        F.col(ROW_HASH).alias("old_hash"), F.struct(*[F.col(quoted(c)) for c in cols]).alias("before"))
+    after = plan.new.dropDuplicates(["hippo_row_id"]).select(
+        "hippo_row_id", F.struct(*[F.col(quoted(c)) for c in cols]).alias("after"))
+    return (plan.changes.filter(F.col("change") != "unchanged")
+            .join(before, "old_hash", "left").join(after, "hippo_row_id", "left")
+            .select("hippo_row_id", "change", "before", "after"))
+
+
+def _mergeable(slots: Slots, plan: _Plan) -> bool:
+    """Whether a MERGE matching rows by value hash touches exactly the affected rows:
+    no two affected ids share a value, no unaffected row has an affected value, and a
+    changed id keeps its number of rows."""
+    touched = plan.changes.filter(F.col("change").isin("changed", "deleted"))
+    stats = touched.agg(F.count(F.lit(1)).alias("ids"),
+                        F.countDistinct("old_hash").alias("hashes"),
+                        F.sum("old_n").alias("rows"),
+                        F.sum(F.when((F.col("change") == "changed")
+                                     & (F.col("old_n") != F.col("new_n")), 1).otherwise(0))
+                        .alias("resized")).first()
+    if not stats["ids"]:
+        return True
+    if stats["ids"] != stats["hashes"] or stats["resized"]:
+        return False
+    written = slots.written(plan.sink)
+    same = written.join(touched.select(F.col("old_hash").alias(ROW_HASH)), ROW_HASH,
+                        "left_semi").count()
+    return same == stats["rows"]
+
+
+def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
+    from delta.tables import DeltaTable
+
+    cols = list(plan.sink.columns)
+    q = [quoted(c) for c in cols]
+    c = plan.changes
+    edits = c.filter(F.col("change").isin("changed", "deleted")).select(
+        F.col("old_hash").alias("__hippo_old"), "hippo_row_id",
+        F.when(F.col("change") == "deleted", "delete").otherwise("update").alias("__hippo_op"))
+    edits = edits.join(plan.new.dropDuplicates(["hippo_row_id"]), "hippo_row_id", "left")
+    adds = plan.new.join(c.filter(F.col("change") == "added").select("hippo_row_id"),
+                         "hippo_row_id", "left_semi").select(
+        F.lit(None).cast("long").alias("__hippo_old"), "hippo_row_id",
+        F.lit("insert").alias("__hippo_op"), *[F.col(x) for x in ["new_hash", *q]])
+    rows = edits.select("__hippo_old", "__hippo_op", *q).unionByName(
+        adds.select("__hippo_old", "__hippo_op", *q))
+    path = plan.sink.sink.path
+    cond = content_hash([f"t.{x}" for x in q], "row") == F.col("s.__hippo_old")
+
+    def merge() -> None:
+        (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond)
+         .whenMatchedDelete(condition="s.__hippo_op = 'delete'")
+         .whenMatchedUpdate(condition="s.__hippo_op = 'update'",
+                            set={x: f"s.{x}" for x in q})
+         .whenNotMatchedInsert(condition="s.__hippo_op = 'insert'",
+                               values={x: f"s.{x}" for x in q})
+         .execute())
+
+    return _commit(spark, path, tag, f"repairing sink `{plan.sink.sink.name}`", merge)
+
+
+def _overwrite(spark: SparkSession, plan: _Plan, tag: str) -> int:
+    path = plan.sink.sink.path
+    rows = plan.new.select(*[quoted(c) for c in plan.sink.columns])
+    return _commit(spark, path, tag, f"rewriting sink `{plan.sink.sink.name}`",
+                   lambda: rows.write.format("delta").mode("overwrite").save(path))
+
+
+# -- remove ----------------------------------------------------------------------------
+def _restored_to(spark: SparkSession, path: str, version: int) -> bool:
+    """Whether the table's latest commit restored it to ``version`` (same data)."""
+    from delta.tables import DeltaTable
+
+    last = DeltaTable.forPath(spark, path).history(1).select(
+        "operation", "operationParameters").first()
+    return (last is not None and last["operation"] == "RESTORE"
+            and str((last["operationParameters"] or {}).get("version")) == str(version))
+
+
+def _check_unmoved(spark: SparkSession, path: str, version: int | None, what: str,
+                   run_id: str) -> None:
+    now = latest_version(spark, path)
+    if version is None or (now != version and not _restored_to(spark, path, version)):
+        raise RemovalError(
+            f"{what} `{path}` is at version {now}, but run `{run_id}` recorded version "
+            f"{version}; the removal would repair outputs against data that has moved on. "
+            "Record a new run over the current data and remove against it")
+
+
+def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -> RemovalReport:
+    """Remove the rows ``where`` chooses from source ``source_name`` of the run behind
+    ``slots`` and repair its sinks (see the module docstring)."""
+    run = slots.run
+    spark = slots.spark
+    root = run.root
+    text = where if isinstance(where, str) else str(where)
+    source = run.source(source_name)
+    info = source.source
+    reached = [s for s in run.sinks.values()
+               if source.op_id in nx.ancestors(run.graph, s.op_id)]
+    with _removal_lock(root), query_errors(run, where, f"source `{source_name}`",
+                                           list(source.columns)):
+        if not dry_run:
+            _check_unmoved(spark, info.path, info.version, f"source `{source_name}` at", run.run_id)
+            for sink in reached:
+                if sink.sink.mode != "overwrite":
+                    raise RemovalError(
+                        f"sink `{sink.sink.name}` was appended to (mode `{sink.sink.mode}`); "
+                        "a removal repairs only sinks its run overwrote")
+                _check_unmoved(spark, sink.sink.path, sink.sink.version,
+                               f"sink `{sink.sink.name}` at", run.run_id)
+        whole = run.frame(source.op_id)
+        user = [c for c in whole.columns if not is_hidden(c)]
+        removed = checked_filter(whole, where, f"source `{source_name}`", user)
+        removed = removed.localCheckpoint(eager=True)
+        n_removed = removed.count()
+        removed_ids = removed.select(ID).distinct()
+        cleaned = whole.join(removed_ids, ID, "left_anti").select(
+            *[F.col(quoted(c)) for c in whole.columns])
+        affected = forward(slots, source_name, where, None) if n_removed else {}
+        plans = {s.sink.name: _plan(slots, s, source.op_id, cleaned, removed_ids,
+                                    affected.get(s.sink.name))
+                 for s in reached if n_removed}
+        repairs = {}
+        for name, plan in plans.items():
+            counts = plan.counts
+            repairs[name] = SinkRepair(name, counts.get("changed", 0), counts.get("deleted", 0),
+                                       counts.get("added", 0), plan.how, plan.why, "none",
+                                       _preview(slots, plan) if dry_run else None)
+        report = RemovalReport(None, run.run_id, source_name, text, n_removed, repairs, True)
+        if dry_run or not n_removed:
+            return report
+        return _apply(slots, report, plans, removed, source, user, where, cleaned)
+
+
+def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed: DataFrame,
+           source: Step, user: list[str], where: str | Column,
+           cleaned: DataFrame) -> RemovalReport:
+    run = slots.run
+    spark = slots.spark
+    root = run.root
+    removal_id = uuid.uuid4().hex
+    started = _now()
+    info = source.source
+    tables.create_tables(spark, root, (tables.QUARANTINE, tables.REMOVALS))
+    quarantined = removed.select(
+        F.lit(removal_id).alias("removal_id"), F.lit(report.source).alias("source"),
+        F.lit(info.path).alias("path"), F.lit(info.version).cast("long").alias("version"),
+        F.col(ID).alias("hippo_row_id"),
+        F.to_json(F.struct(*[F.col(quoted(c)) for c in user])).alias("row"))
+    tables.append_frame(quarantined, root, tables.QUARANTINE)
+    versions = {info.path: (info.version, None)}
+    cond = F.expr(where) if isinstance(where, str) else where
+
+    def delete() -> None:
+        from delta.tables import DeltaTable
+
+        DeltaTable.forPath(spark, info.path).delete(cond)
+
+    versions[info.path] = (info.version, _commit(spark, info.path, removal_id,
+                                                 f"removing rows from `{info.path}`", delete))
+    repairs = {}
+    sink_versions = dict(run.sink_versions)
+    for name, plan in plans.items():
+        repair = report.sinks[name]
+        if not any(plan.counts.get(k) for k in ("changed", "deleted", "added")):
+            repairs[name] = repair
+            continue
+        if _mergeable(slots, plan):
+            version, write = _merge(spark, plan, removal_id), "merge"
+        else:
+            if plan.how == "incremental":  # identical rows: rewrite the whole sink
+                plan = _plan(slots, plan.sink, source.op_id, cleaned,
+                             removed.select(ID).distinct(), None,
+                             force_full="the sink holds identical rows a MERGE cannot tell apart")
+            version, write = _overwrite(spark, plan, removal_id), "overwrite"
+        counts = plan.counts
+        repairs[name] = SinkRepair(name, counts.get("changed", 0), counts.get("deleted", 0),
+                                   counts.get("added", 0), plan.how, plan.why, write)
+        versions[plan.sink.sink.path] = (plan.sink.sink.version, version)
+        sink_versions[name] = version
+        if plan.sink.sink.rows == "explicit":
+            _store_sink_rows(slots, plan, removal_id)
+    for sink in run.sinks.values():  # explicit sinks the removal left as they were
+        if sink.sink.rows == "explicit" and sink.sink.path not in versions:
+            _store_sink_rows(slots, _Plan(sink, "", "", None, None, None, {}), removal_id)
+    report = RemovalReport(removal_id, run.run_id, report.source, report.where,
+                           report.removed, repairs, False)
+    tables.append_rows(spark, root, tables.REMOVALS, [{
+        "removal_id": removal_id, "repaired_run": run.run_id, "source": report.source,
+        "path": info.path, "predicate": report.where, "removed": report.removed,
+        "at": started, "status": "applied",
+        "tables": {p: {"before": b, "after": a} for p, (b, a) in versions.items()},
+        "report": json.dumps(report.to_json()),
+    }])
+    _record_run(slots, removal_id, source, versions[info.path][1], sink_versions, started)
+    return report
+
+
+def _store_sink_rows(slots: Slots, plan: _Plan, removal_id: str) -> None:
+    """The repaired sink's rows' lineage, as the removal's run: the repaired run's rows
+    less the affected ones, plus the recomputed ones (all of them after a full repair)."""
+    run = slots.run
+    sink = plan.sink
+    kept = slots.sink_rows(sink).select("hippo_row_id", "row_hash", "slots")
+    if plan.frame is None or plan.changes is None:  # unchanged: the same rows
+        fresh = kept
+    elif plan.how == "full":
+        fresh = sink_rows_of(plan.frame, list(sink.columns), sink.sink.slots)
+    else:
+        fresh = kept.join(plan.changes.select("hippo_row_id"), "hippo_row_id",
+                          "left_anti").unionByName(
+            sink_rows_of(plan.frame, list(sink.columns), sink.sink.slots))
+    rows = fresh.select(F.lit(removal_id).alias("run_id"), F.lit(sink.sink.name).alias("sink"),
+                        "hippo_row_id", "row_hash", "slots")
+    tables.append_frame(rows, run.root, tables.SINK_ROWS)
+
+
+def _record_run(slots: Slots, removal_id: str, source: Step, source_version: int,
+                sink_versions: dict[str, int], started: _dt.datetime) -> None:
+    """The removal as a run: the repaired run's steps, reading the cleaned source."""
+    import pyspark
+
+    from hippo import __version__
+
+    run = slots.run
+    old = (tables.read_table(slots.spark, run.root, tables.RUNS)
+           .filter(F.col("run_id") == run.run_id).first())
+    steps = []
+    for s in old["steps"]:
+        row = s.asDict(recursive=True)
+        if row["op_id"] == source.op_id:
+            detail = json.loads(row["detail"])
+            detail["source"]["version"] = source_version
+            row["detail"] = json.dumps(detail)
+        steps.append(row)
+    tables.append_rows(slots.spark, run.root, tables.RUNS, [{
+        "run_id": removal_id, "name": old["name"], "params": old["params"],
+        "status": "succeeded", "started_at": started, "ended_at": _now(),
+        "code_version": old["code_version"], "spark_version": pyspark.__version__,
+        "hippo_version": __version__,
+        "error": None, "sinks": sink_versions, "format": old["format"], "steps": steps,
+    }])
+
+
+@contextmanager
+def _removal_lock(root: str) -> Iterator[None]:
+    """One removal or restore at a time per store, across processes."""
+    with table_lock(root.rstrip("/") + "/#removals"):
+        yield
+
+
+# -- restore ---------------------------------------------------------------------------
+def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
+    """Undo removal ``removal_id``; returns each table's path and the version it is
+    back at."""
+    from delta.tables import DeltaTable
+
+    with _removal_lock(root):
+        rows = (tables.read_table(spark, root, tables.REMOVALS)
+                .filter(F.col("removal_id") == removal_id).collect())
+        if not rows:
+            known = [r.removal_id for r in tables.read_table(spark, root, tables.REMOVALS)
+                     .filter(F.col("status") == "applied").select("removal_id").collect()]
+            raise RemovalError(f"unknown removal `{removal_id}`; removals that can be "
+                               f"restored: {listing(known)}")
+        row = rows[0]
+        if row["status"] != "applied":
+            raise RemovalError(f"removal `{removal_id}` is already {row['status']}")
+        moved = []
+        for path, v in row["tables"].items():
+            now = latest_version(spark, path)
+            if now != v["after"]:
+                moved.append(f"`{path}` (now version {now}, the removal left {v['after']})")
+        if moved:
+            raise RemovalError(f"cannot restore removal `{removal_id}`: tables changed since "
+                               f"it, and restoring would lose those changes: {', '.join(moved)}")
+        tag = f"restore-{removal_id}"
+        back = {}
+        for path, v in row["tables"].items():
+            _commit(spark, path, tag, f"restoring `{path}`",
+                    lambda path=path, v=v: DeltaTable.forPath(spark, path).restoreToVersion(
+                        v["before"]))
+            back[path] = v["before"]
+        _update(spark, root, tables.QUARANTINE, F.col("removal_id") == removal_id, None)
+        _update(spark, root, tables.REMOVALS, F.col("removal_id") == removal_id,
+                {"status": "'restored'"})
+        _update(spark, root, tables.RUNS, F.col("run_id") == removal_id,
+                {"status": "'restored'"})
+        return back
+
+
+def _update(spark: SparkSession, root: str, table: str, cond: Column,
+            values: dict[str, str] | None) -> None:
+    """Delete (``values`` None) or update the rows of a store table ``cond`` picks."""
+    from delta.tables import DeltaTable
+
+    path = tables.table_path(root, table)
+
+    def commit() -> None:
+        t = DeltaTable.forPath(spark, path)
+        t.delete(cond) if values is None else t.update(cond, values)
+
+    committed(path, commit, f"updating the store table `{table}`")

@@ -1,0 +1,155 @@
+"""Anomaly removal: the repaired sinks equal the same pipeline recomputed in plain Spark
+on the cleaned sources; the dry run changes nothing and previews the same changes;
+restore brings every table back; what cannot be removed safely is refused."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+import hippo
+from hippo.errors import InvalidWhereError, RemovalError, UnknownSourceError
+
+ORDERS = [(1, "ann", 2, 10.5, "a,b"), (2, "bob", 1, 25.0, "b"), (3, "ann", 5, 7.25, None),
+          (4, "cy", None, 12.0, "a,c"), (5, "bob", 3, None, "c"), (6, "dee", 4, 9.0, "a"),
+          (7, None, 2, 30.0, "b,c"), (8, "ann", 2, 10.5, "a,b"), (9, "eve", 1, 3.0, "c")]
+ORDERS_SCHEMA = "oid int, cust string, qty int, price double, tags string"
+CUSTOMERS = [("ann", "north", 1), ("bob", "south", 2), ("cy", "north", None),
+             ("eve", "west", 3), (None, "nowhere", 0)]
+CUSTOMERS_SCHEMA = "cust string, region string, tier int"
+
+
+def pipeline(o, c):
+    """The same pipeline over tracked or plain DataFrames."""
+    per_cust = o.groupBy("cust").agg(F.count(F.lit(1)).alias("n"))
+    return {
+        "by_cust": o.groupBy("cust").agg(F.count(F.lit(1)).alias("n"),
+                                         F.sum("price").alias("total"),
+                                         F.avg("qty").alias("avg_qty")),
+        "by_region": o.join(c, "cust").groupBy("region").agg(
+            F.sum(F.col("qty") * F.col("price")).alias("spend"), F.max("tier").alias("top")),
+        "inner": o.join(c, "cust").select("oid", "cust", "qty", "region"),
+        "left": o.join(c, "cust", "left").select("oid", "cust", "region"),
+        "semi": o.join(c.filter(F.col("tier") >= 1), "cust", "left_semi"),
+        "anti": o.join(c, "cust", "left_anti"),
+        "tags": o.select("oid", F.explode(F.split("tags", ",")).alias("tag")),
+        "distinct_cust": o.select("cust").distinct(),
+        "both": o.select(F.col("cust").alias("name"), F.lit("o").alias("src")).union(
+            c.select(F.col("region").alias("name"), F.lit("c").alias("src"))),
+        "two_level": per_cust.groupBy("n").agg(F.count(F.lit(1)).alias("k")),
+        "having": per_cust.filter(F.col("n") >= 2),
+    }
+
+
+def _multiset(df):
+    return Counter(tuple(round(v, 9) if isinstance(v, float) else v for v in r)
+                   for r in df.collect())
+
+
+def _record(spark, folder):
+    o_path, c_path = str(folder / "orders"), str(folder / "customers")
+    spark.createDataFrame(ORDERS, ORDERS_SCHEMA).coalesce(2).write.format("delta").save(o_path)
+    spark.createDataFrame(CUSTOMERS, CUSTOMERS_SCHEMA).write.format("delta").save(c_path)
+    store = hippo.LineageStore(spark, str(folder / "lineage"))
+    with store.run("shop") as run:
+        outs = pipeline(run.source("orders", o_path), run.source("customers", c_path))
+        for name, df in outs.items():
+            run.sink(name, df, str(folder / "out" / name))
+    return store, run, o_path, c_path
+
+
+def _expected(spark, o_path, c_path, o_where=None, c_where=None):
+    o = spark.read.format("delta").option("versionAsOf", 0).load(o_path)
+    c = spark.read.format("delta").option("versionAsOf", 0).load(c_path)
+    o = o if o_where is None else o.filter(f"NOT coalesce({o_where}, false)")
+    c = c if c_where is None else c.filter(f"NOT coalesce({c_where}, false)")
+    return {name: _multiset(df) for name, df in pipeline(o, c).items()}
+
+
+def _sinks(spark, folder):
+    return {p.name: _multiset(spark.read.format("delta").load(str(p)))
+            for p in sorted((folder / "out").iterdir())}
+
+
+def test_removal_repairs_every_sink_like_a_recompute_and_restore_undoes_it(spark, tmp_path):
+    store, run, o_path, c_path = _record(spark, tmp_path)
+    before = _sinks(spark, tmp_path)
+    where = "oid IN (1, 5)"
+    expected = _expected(spark, o_path, c_path, o_where=where)
+
+    preview = store.remove("orders", where=where, dry_run=True)
+    assert preview.dry_run and preview.run_id is None and preview.removed == 2
+    assert _sinks(spark, tmp_path) == before  # nothing changed
+    assert DeltaTable.forPath(spark, o_path).history().count() == 1
+    by_cust = preview.sinks["by_cust"]
+    assert (by_cust.how, by_cust.changed, by_cust.deleted, by_cust.added) == (
+        "incremental", 2, 0, 0)
+    shown = {r.before.cust: (r.before.n, r.after.n) for r in by_cust.preview.collect()}
+    assert shown == {"ann": (3, 2), "bob": (2, 1)}
+    assert preview.sinks["two_level"].how == "full"
+    assert "aggregate computed" in preview.sinks["two_level"].why
+    assert preview.sinks["having"].how == "full"
+
+    report = store.remove("orders", where=where)
+    assert report.run_id and report.removed == 2 and report.repaired_run == run.run_id
+    after = _sinks(spark, tmp_path)
+    assert after == expected
+    for name, repair in report.sinks.items():  # the counts say what changed
+        lost = sum((before[name] - after[name]).values())
+        gained = sum((after[name] - before[name]).values())
+        assert repair.deleted + repair.changed >= (lost > 0), name
+        assert repair.added <= gained, name
+        assert (repair.changed, repair.deleted, repair.added) == (
+            preview.sinks[name].changed, preview.sinks[name].deleted,
+            preview.sinks[name].added), name
+    assert report.sinks["by_cust"].write == "merge"
+    quarantine = spark.read.format("delta").load(f"{store.path}/quarantine")
+    assert sorted(quarantine.select(F.get_json_object("row", "$.oid").cast("int")).toPandas()
+                  .iloc[:, 0]) == [1, 5]
+    # Later queries answer from the repaired run: ann's group is now orders 3 and 8.
+    assert store.runs().orderBy("ended_at").collect()[-1].run_id == report.run_id
+    ann = store.backward("by_cust", where="cust = 'ann'")["orders"]
+    assert sorted(r.oid for r in ann.collect()) == [3, 8]
+    assert store.forward("orders", where="oid = 1") == {}
+
+    back = store.restore(report.run_id)
+    assert back[o_path] == 0
+    assert _sinks(spark, tmp_path) == before
+    assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
+    assert spark.read.format("delta").load(f"{store.path}/quarantine").count() == 0
+    ann = store.backward("by_cust", where="cust = 'ann'")["orders"]
+    assert sorted(r.oid for r in ann.collect()) == [1, 3, 8]
+    with pytest.raises(RemovalError, match="already restored"):
+        store.restore(report.run_id)
+
+    # From the other source: bob's orders now match no customer, so the anti join gains
+    # rows and the left join loses bob's regions: only a full recompute is exact there.
+    where = "cust = 'bob'"
+    report = store.remove("customers", where=where)
+    assert _sinks(spark, tmp_path) == _expected(spark, o_path, c_path, c_where=where)
+    assert report.sinks["anti"].how == "full" and report.sinks["anti"].added == 2
+    assert "left anti join" in report.sinks["anti"].why
+    assert report.sinks["semi"].how == "incremental"
+
+
+def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, tmp_path):
+    store, run, o_path, c_path = _record(spark, tmp_path)
+    before = _sinks(spark, tmp_path)
+    with pytest.raises(InvalidWhereError, match="java_method"):
+        store.remove("orders", where="java_method('java.lang.System', 'exit', 1) = 1")
+    with pytest.raises(UnknownSourceError, match="unknown source `nope`.*`orders`"):
+        store.remove("nope", where="true")
+    with pytest.raises(RemovalError, match="unknown removal `zzz`"):
+        store.restore("zzz")
+    spark.createDataFrame([(10, "zed", 1, 1.0, "a")], ORDERS_SCHEMA).write.format(
+        "delta").mode("append").save(o_path)
+    with pytest.raises(RemovalError, match=r"source `orders` at `.*orders` is at version 1, "
+                                           r"but run `.*` recorded version 0"):
+        store.remove("orders", where="oid = 1")
+    assert _sinks(spark, tmp_path) == before
+    assert spark.read.format("delta").load(o_path).count() == len(ORDERS) + 1
+    nothing = store.remove("orders", where="oid = 999", run_id=run.run_id, dry_run=True)
+    assert nothing.removed == 0 and nothing.sinks == {}
