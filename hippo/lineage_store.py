@@ -15,7 +15,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from hippo.capture.run import Run, finish
-from hippo.diagnose.remove import RemovalReport, remove, restore
+from hippo.diagnose.remove import RemovalReport, removals, remove, restore
 from hippo.diagnose.replay import replay
 from hippo.errors import HippoError, UnknownRunError
 from hippo.query.backward import backward
@@ -233,6 +233,12 @@ class LineageStore:
         back = restore(self.spark, self.path, _check_str(removal_run_id, "removal_run_id"))
         self._catalog = None
         return back
+
+    def removals(self) -> DataFrame:
+        """Every removal's latest state: ``started`` (its process stopped part way;
+        restore it), ``applied`` or ``restored``, with its source, predicate, the run it
+        repaired, the tables it changed (versions before and after) and its report."""
+        return removals(self.spark, self.path)
 
     # -- internals --------------------------------------------------------------------
     def _recorded(self, run_id: str) -> Slots:

@@ -24,15 +24,21 @@ removal's run is marked ``restored`` so queries answer from the run it repaired.
 
 Removals and restores of one store are serialized across processes (a lock per store),
 and each checks first that no table it would change has moved since the run it
-repairs; it refuses with RemovalError otherwise. The commits are in this order:
-quarantine, source, sinks, lineage rows, removal row, run row; queries see the repaired
-lineage only after the last.
+repairs; it refuses with RemovalError otherwise. The commits are in this order: a
+``started`` event in ``removals`` (every table it may change, at its version before),
+the quarantine, the source, each sink (and its lineage rows), the removal's run, an
+``applied`` event. Queries see the repaired lineage only after the run row. A process
+that stops part way loses nothing (a removed row is in the source or the quarantine);
+the removal stays ``started``, further removals are refused until it is restored, and
+``restore`` rolls back exactly the tables its tagged commits reached.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +64,8 @@ from hippo.recorded.steps import Step
 from hippo.store import tables
 from hippo.store.commits import commit_version, committed, table_lock
 
-__all__ = ["SinkRepair", "RemovalReport", "remove", "restore", "INCREMENTAL_SHARE"]
+__all__ = ["SinkRepair", "RemovalReport", "remove", "restore", "removals", "incomplete",
+           "INCREMENTAL_SHARE"]
 
 # Incremental repair recomputes each affected row from its lineage, a few joins per
 # row's sources; a full recompute reads every source once. Above this share of a sink's
@@ -363,6 +370,12 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
                if source.op_id in nx.ancestors(run.graph, s.op_id)]
     with _removal_lock(root), query_errors(run, where, f"source `{source_name}`",
                                            list(source.columns)):
+        stopped = incomplete(spark, root)
+        if stopped and not dry_run:
+            raise RemovalError(
+                f"removal {listing(stopped)} of this store stopped part way (its process "
+                "ended); every row it removed is in the source or the quarantine. Undo it "
+                "with store.restore(...) before removing again")
         if not dry_run:
             _check_unmoved(spark, info.path, info.version, f"source `{source_name}` at", run.run_id)
             for sink in reached:
@@ -396,6 +409,22 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
         return _apply(slots, report, plans, removed, source, user, where, cleaned)
 
 
+def _fault(point: str) -> None:
+    """Fault injection for tests: ``HIPPO_FAULT=<point>`` kills the process there."""
+    if os.environ.get("HIPPO_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _event(spark: SparkSession, root: str, removal_id: str, status: str, base: dict[str, Any],
+           versions: dict[str, tuple[int | None, int | None]], report: str | None) -> None:
+    """Append one event of a removal (``started``, ``applied``, ``restored``)."""
+    tables.append_rows(spark, root, tables.REMOVALS, [{
+        **base, "removal_id": removal_id, "at": _now(), "status": status,
+        "tables": {p: {"before": b, "after": a} for p, (b, a) in versions.items()},
+        "report": report,
+    }])
+
+
 def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed: DataFrame,
            source: Step, user: list[str], where: str | Column,
            cleaned: DataFrame) -> RemovalReport:
@@ -406,13 +435,21 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
     started = _now()
     info = source.source
     tables.create_tables(spark, root, (tables.QUARANTINE, tables.REMOVALS))
+    base = {"repaired_run": run.run_id, "source": report.source, "path": info.path,
+            "predicate": report.where, "removed": report.removed}
+    # Every table the removal may change, at its version before: an interrupted removal
+    # is rolled back from this row.
+    versions: dict[str, tuple[int | None, int | None]] = {info.path: (info.version, None)}
+    for plan in plans.values():
+        versions[plan.sink.sink.path] = (plan.sink.sink.version, None)
+    _event(spark, root, removal_id, "started", base, versions, None)
     quarantined = removed.select(
         F.lit(removal_id).alias("removal_id"), F.lit(report.source).alias("source"),
         F.lit(info.path).alias("path"), F.lit(info.version).cast("long").alias("version"),
         F.col(ID).alias("hippo_row_id"),
         F.to_json(F.struct(*[F.col(quoted(c)) for c in user])).alias("row"))
     tables.append_frame(quarantined, root, tables.QUARANTINE)
-    versions = {info.path: (info.version, None)}
+    _fault("quarantined")
     cond = F.expr(where) if isinstance(where, str) else where
 
     def delete() -> None:
@@ -422,12 +459,14 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
 
     versions[info.path] = (info.version, _commit(spark, info.path, removal_id,
                                                  f"removing rows from `{info.path}`", delete))
+    _fault("source_deleted")
     repairs = {}
     sink_versions = dict(run.sink_versions)
     for name, plan in plans.items():
         repair = report.sinks[name]
         if not any(plan.counts.get(k) for k in ("changed", "deleted", "added")):
             repairs[name] = repair
+            versions.pop(plan.sink.sink.path, None)
             continue
         if _mergeable(slots, plan):
             version, write = _merge(spark, plan, removal_id), "merge"
@@ -444,19 +483,16 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
         sink_versions[name] = version
         if plan.sink.sink.rows == "explicit":
             _store_sink_rows(slots, plan, removal_id)
+        _fault("sink_repaired")
     for sink in run.sinks.values():  # explicit sinks the removal left as they were
-        if sink.sink.rows == "explicit" and sink.sink.path not in versions:
+        done = repairs.get(sink.sink.name)
+        if sink.sink.rows == "explicit" and (done is None or done.write == "none"):
             _store_sink_rows(slots, _Plan(sink, "", "", None, None, None, {}), removal_id)
     report = RemovalReport(removal_id, run.run_id, report.source, report.where,
                            report.removed, repairs, False)
-    tables.append_rows(spark, root, tables.REMOVALS, [{
-        "removal_id": removal_id, "repaired_run": run.run_id, "source": report.source,
-        "path": info.path, "predicate": report.where, "removed": report.removed,
-        "at": started, "status": "applied",
-        "tables": {p: {"before": b, "after": a} for p, (b, a) in versions.items()},
-        "report": json.dumps(report.to_json()),
-    }])
     _record_run(slots, removal_id, source, versions[info.path][1], sink_versions, started)
+    _fault("run_recorded")
+    _event(spark, root, removal_id, "applied", base, versions, json.dumps(report.to_json()))
     return report
 
 
@@ -514,43 +550,64 @@ def _removal_lock(root: str) -> Iterator[None]:
 
 
 # -- restore ---------------------------------------------------------------------------
+def removals(spark: SparkSession, root: str) -> DataFrame:
+    """Each removal's latest event: ``started`` (interrupted, or under way), ``applied``
+    or ``restored``, with its source, predicate, counts and table versions."""
+    from pyspark.sql import Window
+
+    events = tables.read_table(spark, root, tables.REMOVALS)
+    latest = Window.partitionBy("removal_id").orderBy(F.col("at").desc())
+    return (events.withColumn("__n", F.row_number().over(latest)).filter("__n = 1")
+            .drop("__n").orderBy("at"))
+
+
+def incomplete(spark: SparkSession, root: str) -> list[str]:
+    """Ids of removals whose process stopped before they were applied."""
+    return [r.removal_id for r in removals(spark, root).filter(F.col("status") == "started")
+            .select("removal_id").collect()]
+
+
 def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
-    """Undo removal ``removal_id``; returns each table's path and the version it is
-    back at."""
+    """Undo removal ``removal_id`` (applied, or interrupted part way); returns each
+    table's path and the version it is back at."""
     from delta.tables import DeltaTable
 
     with _removal_lock(root):
-        rows = (tables.read_table(spark, root, tables.REMOVALS)
-                .filter(F.col("removal_id") == removal_id).collect())
+        rows = removals(spark, root).filter(F.col("removal_id") == removal_id).collect()
         if not rows:
-            known = [r.removal_id for r in tables.read_table(spark, root, tables.REMOVALS)
-                     .filter(F.col("status") == "applied").select("removal_id").collect()]
+            known = [r.removal_id for r in removals(spark, root)
+                     .filter(F.col("status") != "restored").select("removal_id").collect()]
             raise RemovalError(f"unknown removal `{removal_id}`; removals that can be "
                                f"restored: {listing(known)}")
         row = rows[0]
-        if row["status"] != "applied":
-            raise RemovalError(f"removal `{removal_id}` is already {row['status']}")
-        moved = []
+        if row["status"] == "restored":
+            raise RemovalError(f"removal `{removal_id}` is already restored")
+        moved, todo = [], {}
         for path, v in row["tables"].items():
             now = latest_version(spark, path)
-            if now != v["after"]:
-                moved.append(f"`{path}` (now version {now}, the removal left {v['after']})")
+            # Interrupted: only the tables its tagged commits reached need restoring.
+            mine = v["after"] if v["after"] is not None else commit_version(
+                spark, path, removal_id, now, v["before"] + 1)
+            if mine is None:
+                continue
+            if now != mine:
+                moved.append(f"`{path}` (now version {now}, the removal left {mine})")
+            todo[path] = v["before"]
         if moved:
             raise RemovalError(f"cannot restore removal `{removal_id}`: tables changed since "
                                f"it, and restoring would lose those changes: {', '.join(moved)}")
         tag = f"restore-{removal_id}"
-        back = {}
-        for path, v in row["tables"].items():
+        for path, before in todo.items():
             _commit(spark, path, tag, f"restoring `{path}`",
-                    lambda path=path, v=v: DeltaTable.forPath(spark, path).restoreToVersion(
-                        v["before"]))
-            back[path] = v["before"]
+                    lambda path=path, before=before: DeltaTable.forPath(spark, path)
+                    .restoreToVersion(before))
         _update(spark, root, tables.QUARANTINE, F.col("removal_id") == removal_id, None)
-        _update(spark, root, tables.REMOVALS, F.col("removal_id") == removal_id,
-                {"status": "'restored'"})
         _update(spark, root, tables.RUNS, F.col("run_id") == removal_id,
                 {"status": "'restored'"})
-        return back
+        base = {k: row[k] for k in ("repaired_run", "source", "path", "predicate", "removed")}
+        _event(spark, root, removal_id, "restored", base,
+               {p: (v["before"], v["after"]) for p, v in row["tables"].items()}, row["report"])
+        return todo
 
 
 def _update(spark: SparkSession, root: str, table: str, cond: Column,

@@ -153,3 +153,40 @@ def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, t
     assert spark.read.format("delta").load(o_path).count() == len(ORDERS) + 1
     nothing = store.remove("orders", where="oid = 999", run_id=run.run_id, dry_run=True)
     assert nothing.removed == 0 and nothing.sinks == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["sink_repaired"])
+def test_a_removal_killed_part_way_loses_nothing_and_restore_finishes_the_job(
+        spark, tmp_path, point):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, run, o_path, c_path = _record(spark, tmp_path)
+    before = _sinks(spark, tmp_path)
+    child = Path(__file__).parent / "procs" / "remover.py"
+    env = {**os.environ, "HIPPO_FAULT": point, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(child), store.path, "orders", "oid IN (1, 5)"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -9, done.stderr[-2000:]  # killed, not finished
+    stopped = store.removals().collect()
+    assert [r.status for r in stopped] == ["started"]
+    # Nothing is lost: every order is in the source or the quarantine.
+    left = {r.oid for r in spark.read.format("delta").load(o_path).collect()}
+    held = {r.oid for r in spark.read.format("delta").load(f"{store.path}/quarantine")
+            .select(F.get_json_object("row", "$.oid").cast("int").alias("oid")).collect()}
+    assert left | held == {o[0] for o in ORDERS} and held == {1, 5}
+    assert left == {o[0] for o in ORDERS} - {1, 5}  # the kill came after the delete
+    with pytest.raises(RemovalError, match=f"removal `{stopped[0].removal_id}` of this store "
+                                           "stopped part way"):
+        store.remove("orders", where="oid = 2")
+    store.restore(stopped[0].removal_id)  # the killed process's lock died with it
+    assert _sinks(spark, tmp_path) == before
+    assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
+    assert spark.read.format("delta").load(f"{store.path}/quarantine").count() == 0
+    assert [r.status for r in store.removals().collect()] == ["restored"]
+    report = store.remove("orders", where="oid IN (1, 5)")  # and again, to the end
+    assert _sinks(spark, tmp_path) == _expected(spark, o_path, c_path, o_where="oid IN (1, 5)")
+    assert report.removed == 2
