@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JARS_STAMP := $(VENV)/.jars
 
-.PHONY: setup demo test bench bench-tiny clean
+.PHONY: setup demo test bench bench-tiny bench-diagnose clean
 
 setup: $(STAMP) $(JARS_STAMP)
 
@@ -34,6 +34,9 @@ bench: setup
 	$(BIN)/python -m bench.run $(if $(SF),--sf $(SF)) $(if $(STORAGE_SF),--storage-sf $(STORAGE_SF)) \
 		$(if $(PAIRS),--pairs $(PAIRS)) $(if $(PICKS),--picks $(PICKS)) \
 		$(if $(FIGURES),--figures $(FIGURES)) $(if $(WORKLOADS),--workloads $(WORKLOADS)) $(BENCH_ARGS)
+
+bench-diagnose: setup
+	$(BIN)/python -m bench.diagnose $(if $(ROWS),--rows $(ROWS)) $(if $(PAIRS),--pairs $(PAIRS)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

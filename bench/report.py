@@ -91,7 +91,8 @@ def spark_settings(spark: SparkSession) -> dict[str, str]:
 
 def command() -> str:
     """The command line this process was started with."""
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "bench.run",
+    module = Path(sys.argv[0]).stem if sys.argv and sys.argv[0].endswith(".py") else "run"
+    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", f"bench.{module}",
                                              *sys.argv[1:]])
 
 

@@ -262,11 +262,14 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed_
 
 
 def _preview(slots: Slots, plan: _Plan) -> DataFrame:
-    """Per changed, deleted or added row: its id, the change, its values before and after."""
+    """Per changed, deleted or added row id: the change, its values before and after,
+    and how many rows of the sink hold it before and after (rows equal in every value
+    and lineage share an id)."""
     written = slots.written(plan.sink)
     if plan.changes is None or plan.new is None:
         return slots.spark.createDataFrame(
-            [], "hippo_row_id bigint, change string, before string, after string")
+            [], "hippo_row_id bigint, change string, before string, after string, "
+                "rows_before bigint, rows_after bigint")
     cols = list(plan.sink.columns)
     before = written.dropDuplicates([ROW_HASH]).select(
         F.col(ROW_HASH).alias("old_hash"), F.struct(*[F.col(quoted(c)) for c in cols]).alias("before"))
@@ -274,7 +277,9 @@ def _preview(slots: Slots, plan: _Plan) -> DataFrame:
         "hippo_row_id", F.struct(*[F.col(quoted(c)) for c in cols]).alias("after"))
     return (plan.changes.filter(F.col("change") != "unchanged")
             .join(before, "old_hash", "left").join(after, "hippo_row_id", "left")
-            .select("hippo_row_id", "change", "before", "after"))
+            .select("hippo_row_id", "change", "before", "after",
+                    F.coalesce("old_n", F.lit(0)).alias("rows_before"),
+                    F.coalesce("new_n", F.lit(0)).alias("rows_after")))
 
 
 def _mergeable(slots: Slots, plan: _Plan) -> bool:
@@ -376,6 +381,12 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
                 f"removal {listing(stopped)} of this store stopped part way (its process "
                 "ended); every row it removed is in the source or the quarantine. Undo it "
                 "with store.restore(...) before removing again")
+        if info.snapshot and not dry_run:
+            raise RemovalError(
+                f"source `{source_name}` of run `{run.run_id}` was a DataFrame, snapshotted "
+                "into the store: there is no table of yours to remove its rows from. Write "
+                "it as a Delta table and read that with run.source(name, path) to remove "
+                "from it (dry_run=True still previews)")
         if not dry_run:
             _check_unmoved(spark, info.path, info.version, f"source `{source_name}` at", run.run_id)
             for sink in reached:

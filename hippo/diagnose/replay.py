@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from hippo.errors import ReplayError
 from hippo.query.backward import backward
 from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
-from hippo.recorded.ids import is_hidden, quoted
+from hippo.recorded.ids import ID, is_hidden, quoted
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.steps import Step
 

@@ -252,7 +252,11 @@ def checked_filter(
         # The checked expression itself, not a re-parse of the text.
         jc = df.sparkSession._jvm.org.apache.spark.sql.classic.ExpressionUtils.column(expr)
         out = df.filter(Column(jc))
-    _check_resolved(df, out, ctx)
+    # A tree of columns, literals and operators resolves to itself (operators are not
+    # looked up in the function registry), so only one with a function call or a
+    # Column's bound attribute is checked again after analysis (a walk costing ~45 ms).
+    if any(n["class"] in (_FUNCTION, _BOUND_ATTRIBUTE) for n in nodes):
+        _check_resolved(df, out, ctx)
     log.debug("where on %s accepted (%d nodes)", target, len(nodes))
     return out
 

@@ -153,6 +153,21 @@ def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, t
     assert spark.read.format("delta").load(o_path).count() == len(ORDERS) + 1
     nothing = store.remove("orders", where="oid = 999", run_id=run.run_id, dry_run=True)
     assert nothing.removed == 0 and nothing.sinks == {}
+    # A later run over the current data: the older run's outputs have moved on.
+    with store.run("again") as later:
+        later.sink("inner", pipeline(later.source("orders", o_path),
+                                     later.source("customers", c_path))["inner"],
+                   str(tmp_path / "out" / "inner"))
+    with pytest.raises(RemovalError, match=r"sink `inner` at .* recorded version 0"):
+        store.remove("customers", where="cust = 'ann'", run_id=run.run_id)
+    nothing = store.remove("orders", where="oid = 999")
+    assert (nothing.removed, nothing.run_id, nothing.sinks) == (0, None, {})
+    assert spark.read.format("delta").load(o_path).count() == len(ORDERS) + 1
+    with store.run("frame") as snap:
+        snap.sink("copy", snap.source("mem", spark.createDataFrame([(1,)], "x int")),
+                  str(tmp_path / "copy"))
+    with pytest.raises(RemovalError, match="source `mem` .* was a DataFrame"):
+        store.remove("mem", where="x = 1")
 
 
 @pytest.mark.slow
@@ -190,3 +205,47 @@ def test_a_removal_killed_part_way_loses_nothing_and_restore_finishes_the_job(
     report = store.remove("orders", where="oid IN (1, 5)")  # and again, to the end
     assert _sinks(spark, tmp_path) == _expected(spark, o_path, c_path, o_where="oid IN (1, 5)")
     assert report.removed == 2
+
+
+@pytest.fixture(scope="module")
+def shop(spark, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shop")
+    store, run, o_path, c_path = _record(spark, folder)
+    return store, run, o_path, c_path, _sinks(spark, folder)
+
+
+def _applied(before: Counter, preview) -> Counter:
+    """``before`` with a preview's changes applied."""
+    out = Counter(before)
+    for r in preview.collect():
+        if r.before is not None:
+            out[tuple(round(v, 9) if isinstance(v, float) else v for v in r.before)] -= r.rows_before
+        if r.after is not None:
+            out[tuple(round(v, 9) if isinstance(v, float) else v for v in r.after)] += r.rows_after
+    return +out
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=6, deadline=None, print_blob=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(source=st.sampled_from(["orders", "customers"]), data=st.data())
+def test_random_removals_preview_exactly_the_recomputed_sinks(spark, shop, source, data):
+    store, run, o_path, c_path, before = shop
+    if source == "orders":
+        ids = data.draw(st.sets(st.sampled_from([o[0] for o in ORDERS]), min_size=1,
+                                max_size=len(ORDERS)), label="orders removed")
+        where = f"oid IN ({', '.join(map(str, sorted(ids)))})"
+        expected = _expected(spark, o_path, c_path, o_where=where)
+    else:
+        names = data.draw(st.sets(st.sampled_from(["ann", "bob", "cy", "eve"]), min_size=1),
+                          label="customers removed")
+        where = f"cust IN ({', '.join(repr(n) for n in sorted(names))})"
+        expected = _expected(spark, o_path, c_path, c_where=where)
+    report = store.remove(source, where=where, run_id=run.run_id, dry_run=True)
+    for name, repair in report.sinks.items():
+        assert _applied(before[name], repair.preview) == expected[name], (name, repair.how)
+    unreached = set(before) - set(report.sinks)
+    assert all(before[n] == expected[n] for n in unreached)
