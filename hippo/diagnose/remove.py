@@ -57,6 +57,7 @@ from hippo.query.where import checked_filter
 from hippo.recorded import spec as S
 from hippo.recorded.ids import ID, content_hash, is_hidden, quoted
 from hippo.recorded.pinned import latest_version
+from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import KeySlot
@@ -373,8 +374,8 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
     info = source.source
     reached = [s for s in run.sinks.values()
                if source.op_id in nx.ancestors(run.graph, s.op_id)]
-    with _removal_lock(root), query_errors(run, where, f"source `{source_name}`",
-                                           list(source.columns)):
+    with _removal_lock(root), rebuilt_plans(spark), query_errors(
+            run, where, f"source `{source_name}`", list(source.columns)):
         stopped = incomplete(spark, root)
         if stopped and not dry_run:
             raise RemovalError(

@@ -22,6 +22,7 @@ from hippo.errors import ReplayError
 from hippo.query.backward import backward
 from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
 from hippo.recorded.ids import ID, is_hidden, quoted
+from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.steps import Step
 
@@ -54,16 +55,23 @@ def _user(frame: DataFrame, sink: Step) -> DataFrame:
 def replay(slots: Slots, sinks: list[str], where: str | Column | None) -> dict[str, DataFrame]:
     """Sink name -> its rows recomputed (``where``: only the rows it chooses)."""
     run = slots.run
+    with rebuilt_plans(slots.spark):
+        return _replay(slots, run, sinks, where)
+
+
+def _replay(slots: Slots, run: RecordedRun, sinks: list[str],
+            where: str | Column | None) -> dict[str, DataFrame]:
     out: dict[str, DataFrame] = {}
     for name in sinks:
         sink = run.sink(name)
         check_replayable(run, sink)
         if where is None:
-            out[name] = _user(run.frame(sink.inputs[0]), sink)
+            out[name] = _user(run.frame(sink.inputs[0]), sink).localCheckpoint(eager=True)
             continue
         with query_errors(run, where, f"sink `{name}`", list(sink.columns)):
             lineage = backward(slots, name, where, None, False)
             frame = run.frames(sink.inputs[0], cut_sources(run, lineage))[sink.inputs[0]]
             ids = chosen_ids(slots, sink, where).withColumnRenamed("id", ID)
-            out[name] = _user(frame.join(ids, ID, "left_semi"), sink)
+            out[name] = _user(frame.join(ids, ID, "left_semi"), sink).localCheckpoint(
+                eager=True)
     return out

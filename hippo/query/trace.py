@@ -33,7 +33,7 @@ from hippo.recorded.ids import (
     positional,
     quoted,
 )
-from hippo.recorded.rebuild import build_pairs
+from hippo.recorded.rebuild import build_pairs, rebuilt_plans
 from hippo.recorded.state import KeySlot, MatchSlot
 
 __all__ = ["TraceStep", "trace"]
@@ -143,7 +143,8 @@ def trace(slots: Slots, sink_name: str, where: str | Column) -> list[TraceStep]:
     rows ``where`` chooses."""
     run = slots.run
     sink = run.sink(sink_name)
-    with query_errors(run, where, f"sink `{sink_name}`", list(sink.columns)):
+    with query_errors(run, where, f"sink `{sink_name}`", list(sink.columns)), \
+            rebuilt_plans(slots.spark):
         lineage = backward(slots, sink_name, where, None, False)
         frames = run.frames(sink.inputs[0], cut_sources(run, lineage))
         frames[sink.op_id] = frames[sink.inputs[0]]
@@ -166,6 +167,7 @@ def trace(slots: Slots, sink_name: str, where: str | Column) -> list[TraceStep]:
         step = run.steps[n]
         user = [c for c in kept[n].columns if not is_hidden(c)]
         rows = kept[n].select(*[F.col(quoted(c)) for c in user], F.col(ID).alias("hippo_row_id"))
+        # kept[n] is checkpointed: this plan is shallow whatever the session's settings.
         name = step.source.name if step.source else step.sink.name if step.sink else None
         out.append(TraceStep(n, step.step, name, step.lineage.kind, step.code_location,
                              step.inputs, step.columns, rows))

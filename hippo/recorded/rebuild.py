@@ -7,15 +7,37 @@ a step's spec rebuilds to what the run computed) and by every reader of a record
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
 
-__all__ = ["build_step", "build_pairs"]
+__all__ = ["build_step", "build_pairs", "rebuilt_plans"]
+
+_CONSTRAINTS = "spark.sql.constraintPropagation.enabled"
+
+
+@contextmanager
+def rebuilt_plans(spark: SparkSession) -> Iterator[None]:
+    """Optimize the plans made inside without constraint propagation.
+
+    A whole pipeline rebuilt step by step, with semi joins on row ids on top (trace,
+    replay, removal), holds many aliases of the same columns; Spark's constraint
+    propagation grows with their combinations and ran the demo's driver out of heap
+    (4 GiB) on one trace. What is computed inside must be computed there (answers are
+    checkpointed before they leave), since the setting is restored on exit.
+    """
+    before = spark.conf.get(_CONSTRAINTS, "true")
+    spark.conf.set(_CONSTRAINTS, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(_CONSTRAINTS, before)
 
 
 def _order(sql: str, ascending: bool, nulls_first: bool) -> Column:
