@@ -415,7 +415,7 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
             repairs[name] = SinkRepair(name, counts.get("changed", 0), counts.get("deleted", 0),
                                        counts.get("added", 0), plan.how, plan.why, "none",
                                        _preview(slots, plan) if dry_run else None)
-        report = RemovalReport(None, run.run_id, source_name, text, n_removed, repairs, True)
+        report = RemovalReport(None, run.run_id, source_name, text, n_removed, repairs, dry_run)
         if dry_run or not n_removed:
             return report
         return _apply(slots, report, plans, removed, source, user, where, cleaned)

@@ -51,6 +51,7 @@ import hippo  # noqa: E402
 from bench import cellwise, tpch_data, workloads  # noqa: E402
 from bench.mappings import DeclarationError, StepMapping, group_agg, resolve  # noqa: E402
 from lineage_types import ColumnMapping  # noqa: E402
+from hippo.recorded.ids import pos_index  # noqa: E402
 
 SF = 0.01
 WORKLOADS = {wl.name: wl for wl in workloads.tpch_workloads() + [workloads.flights_workload()]}
@@ -120,16 +121,22 @@ def _recorded_mappings(spark, store_path, run_id):
     ops = (spark.read.format("delta").load(f"{store_path}/runs")
            .filter(F.col("run_id") == run_id).selectExpr("inline(steps)")
            .orderBy("op_id").collect())
+    columns = {op.op_id: list(op.columns) for op in ops}
     out = []
     for op in ops:
         if op.step in ("source", "sink"):
             continue
         mapping = ColumnMapping.from_json(json.loads(op.lineage)["columns"])
+
+        def named(refs, op=op):
+            # hippo names columns by position (``__c3``); the step's inputs name them.
+            return frozenset((r.input, columns[op.inputs[r.input]][pos_index(r.column)])
+                             for r in refs)
+
         out.append(StepMapping(
             op.step, tuple(op.columns),
-            {c: frozenset((r.input, r.column) for r in refs)
-             for c, refs in mapping.contributing.items()},
-            frozenset((r.input, r.column) for r in mapping.influencing)))
+            {op.columns[pos_index(c)]: named(refs) for c, refs in mapping.contributing.items()},
+            named(mapping.influencing)))
     return out
 
 
