@@ -233,3 +233,13 @@ def test_two_thousand_terms_joined_by_or_keep_exactly_those_rows(many):
     where = " OR ".join(f"k = {2 * i}" for i in range(2000))
     out = checked_filter(many, where, TARGET, ["k"])
     assert _keys(out) == [k for k in range(0, 12000, 7) if k < 4000 and k % 2 == 0]
+
+
+def test_a_udf_registered_under_a_built_in_name_is_refused(spark):
+    session = spark.newSession()  # its own function registry: the suite's stays clean
+    df = session.createDataFrame([("a", 1)], "s string, n int")
+    session.udf.register("upper", lambda s: s)
+    for where in ("upper(s) = 'A'", F.upper("s") == "A"):
+        with pytest.raises(InvalidWhereError, match="`upper` resolves to `PythonUDF`"):
+            checked_filter(df, where, "sink `t`", ["s", "n"])
+    assert spark.createDataFrame([("a",)], "s string").selectExpr("upper(s)").first()[0] == "A"
