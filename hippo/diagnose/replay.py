@@ -65,10 +65,12 @@ def _replay(slots: Slots, run: RecordedRun, sinks: list[str],
     for name in sinks:
         sink = run.sink(name)
         check_replayable(run, sink)
-        if where is None:
-            out[name] = _user(run.frame(sink.inputs[0]), sink).localCheckpoint(eager=True)
-            continue
-        with query_errors(run, where, f"sink `{name}`", list(sink.columns)):
+        # A pinned file vacuumed meanwhile is a VersionUnavailableError on both paths.
+        with query_errors(run, "" if where is None else where, f"sink `{name}`",
+                          list(sink.columns)):
+            if where is None:
+                out[name] = _user(run.frame(sink.inputs[0]), sink).localCheckpoint(eager=True)
+                continue
             lineage = backward(slots, name, where, None, False)
             frame = run.frames(sink.inputs[0], cut_sources(run, lineage))[sink.inputs[0]]
             ids = chosen_ids(slots, sink, where).withColumnRenamed("id", ID)

@@ -41,6 +41,8 @@ def pipeline(o, c):
             c.select(F.col("region").alias("name"), F.lit("c").alias("src"))),
         "two_level": per_cust.groupBy("n").agg(F.count(F.lit(1)).alias("k")),
         "having": per_cust.filter(F.col("n") >= 2),
+        "top3": o.orderBy(F.desc("price"), "oid").limit(3).select("oid", "price"),
+        "one_per_cust": o.dropDuplicates(["cust"]).select("cust"),
     }
 
 
@@ -92,6 +94,7 @@ def test_removal_repairs_every_sink_like_a_recompute_and_restore_undoes_it(spark
     assert preview.sinks["two_level"].how == "full"
     assert "aggregate computed" in preview.sinks["two_level"].why
     assert preview.sinks["having"].how == "full"
+    assert preview.sinks["top3"].how == "full" and "picks rows" in preview.sinks["top3"].why
 
     report = store.remove("orders", where=where)
     assert report.run_id and report.removed == 2 and report.repaired_run == run.run_id
