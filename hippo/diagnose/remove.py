@@ -147,13 +147,8 @@ def _is_key_step(step: Step) -> bool:
 
 
 def _joins(step: Step) -> list[S.Join]:
-    out, todo = [], [step.spec] if step.spec is not None else []
-    while todo:
-        node = todo.pop()
-        if isinstance(node, S.Join):
-            out.append(node)
-        todo.extend(node.inputs)
-    return out
+    nodes = S.walk(step.spec) if step.spec is not None else []
+    return [node for node in nodes if isinstance(node, S.Join)]
 
 
 def full_only(run: RecordedRun, source_op: int, sink: Step) -> str | None:

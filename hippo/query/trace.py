@@ -61,14 +61,6 @@ class TraceStep:
         return f"TraceStep({self.op_id}: {self.step}{label} at {self.code_location})"
 
 
-def _nodes(node: S.Node) -> list[S.Node]:
-    out, todo = [], [node]
-    while todo:
-        out.append(todo.pop())
-        todo.extend(out[-1].inputs)
-    return out
-
-
 def _ids(df: DataFrame) -> DataFrame:
     return df.select(F.col(ID).alias("id"))
 
@@ -93,7 +85,7 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
             content_hash(list(origin.keys), "key").alias("k"))
         groups = kept.select(F.col(key).alias("k")).distinct()
         return [(origin.input_op, hashed.join(groups, "k", "left_semi").select("id"))]
-    nodes = _nodes(step.spec)
+    nodes = S.walk(step.spec)
     join = next((x for x in nodes if isinstance(x, S.Join)), None)
     if join is not None:
         left, right = step.inputs

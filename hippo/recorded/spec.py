@@ -25,7 +25,7 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Pass", "spec_from_json", "rendered", "check_format",
+    "Pass", "spec_from_json", "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
@@ -220,6 +220,15 @@ class Pass(Node):
 _NODES: dict[str, type[Node]] = {cls.op: cls for cls in (
     Project, Filter, Aggregate, Distinct, Dedup, Join, Generate, Sort, Limit, Offset, Union,
     Repartition, RepartitionBy, Pass)}
+
+
+def walk(node: Node) -> list[Node]:
+    """``node`` and every node below it."""
+    out, todo = [], [node]
+    while todo:
+        out.append(todo.pop())
+        todo.extend(out[-1].inputs)
+    return out
 
 
 def check_format(version: int | None, what: str) -> int:
