@@ -8,14 +8,18 @@ of every group that reaches the output, so each recomputed row sees all its inpu
 the steps rebuilt over those rows, and the rows whose ids are the chosen ones kept
 (rows of partial groups the cut leaves over have other ids).
 
-A step that chose rows nondeterministically (``limit``, ``dropDuplicates``, a
-nondeterministic expression) would not choose the same rows again; replay refuses a
-sink downstream of one with :class:`~hippo.errors.ReplayError` naming the step.
+A step that picks rows in no fixed order (``limit``, ``offset``, ``dropDuplicates``)
+would not pick the same rows again, so a sink downstream of one is replayed from the
+lineage the run recorded (its explicit sink rows): the sources are cut to the rows that
+lineage holds, the picking steps pass every row on, and each recorded output row is kept
+as many times as the run wrote it. A step with nondeterministic expressions (``rand``,
+``uuid``) would compute other values; replay refuses a sink downstream of one with
+:class:`~hippo.errors.ReplayError` naming the step.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hippo.errors import ReplayError
@@ -30,21 +34,15 @@ __all__ = ["replay", "check_replayable"]
 
 
 def check_replayable(run: RecordedRun, sink: Step) -> None:
-    """Raise ReplayError unless every step the sink depends on recomputes exactly."""
-    if sink.state.replay_exact:
-        return
+    """Raise ReplayError if the sink depends on a step with nondeterministic expressions."""
     for n in run.upstream(sink.op_id):
         step = run.steps[n]
-        if not step.state.replay_exact and all(
-                run.steps[i].state.replay_exact for i in step.inputs):
-            why = ("its expressions are nondeterministic" if not step.deterministic
-                   else "it picks rows in an order the run did not fix")
+        if not step.deterministic:
             raise ReplayError(
                 f"sink `{sink.sink.name}` of run `{run.run_id}` cannot be replayed exactly: "
-                f"it depends on `{step.step}` at {step.code_location}, and {why}, so a "
-                "recomputation would choose other rows")
-    raise ReplayError(f"sink `{sink.sink.name}` of run `{run.run_id}` cannot be replayed "
-                      "exactly")
+                f"it depends on `{step.step}` at {step.code_location}, whose expressions are "
+                "nondeterministic (such as rand or uuid), so a recomputation would compute "
+                "other values")
 
 
 def _user(frame: DataFrame, sink: Step) -> DataFrame:
@@ -65,15 +63,33 @@ def _replay(slots: Slots, run: RecordedRun, sinks: list[str],
     for name in sinks:
         sink = run.sink(name)
         check_replayable(run, sink)
+        picked = not sink.state.replay_exact  # downstream of a limit or dropDuplicates
+        chosen = "true" if where is None else where
         # A pinned file vacuumed meanwhile is a VersionUnavailableError on both paths.
-        with query_errors(run, "" if where is None else where, f"sink `{name}`",
-                          list(sink.columns)):
-            if where is None:
+        with query_errors(run, chosen, f"sink `{name}`", list(sink.columns)):
+            if where is None and not picked:
                 out[name] = _user(run.frame(sink.inputs[0]), sink).localCheckpoint(eager=True)
                 continue
-            lineage = backward(slots, name, where, None, False)
-            frame = run.frames(sink.inputs[0], cut_sources(run, lineage))[sink.inputs[0]]
-            ids = chosen_ids(slots, sink, where).withColumnRenamed("id", ID)
-            out[name] = _user(frame.join(ids, ID, "left_semi"), sink).localCheckpoint(
-                eager=True)
+            lineage = backward(slots, name, chosen, None, False)
+            frame = run.frames(sink.inputs[0], cut_sources(run, lineage),
+                               every_row=picked)[sink.inputs[0]]
+            ids = chosen_ids(slots, sink, chosen)
+            if picked:
+                kept = _as_often_as_written(frame, slots.sink_rows(sink), ids)
+            else:
+                kept = frame.join(ids.withColumnRenamed("id", ID), ID, "left_semi")
+            out[name] = _user(kept, sink).localCheckpoint(eager=True)
     return out
+
+
+def _as_often_as_written(frame: DataFrame, written: DataFrame, ids: DataFrame) -> DataFrame:
+    """The rows of ``frame`` with a chosen id, each id kept as many times as the run wrote
+    it (rows equal in every value share an id, and a limit may have kept some of them)."""
+    times = (written.join(ids, written.hippo_row_id == ids.id, "left_semi")
+             .groupBy(F.col("hippo_row_id").alias(_ID)).agg(F.count(F.lit(1)).alias(_TIMES)))
+    nth = F.row_number().over(Window.partitionBy(ID).orderBy(ID))
+    return (frame.join(times, frame[ID] == times[_ID]).withColumn(_NTH, nth)
+            .filter(F.col(_NTH) <= F.col(_TIMES)).drop(_ID, _TIMES, _NTH))
+
+
+_ID, _TIMES, _NTH = "__hippo_written_id", "__hippo_times", "__hippo_nth"

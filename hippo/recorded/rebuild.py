@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
 
-__all__ = ["build_step", "build_pairs", "rebuilt_plans"]
+__all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans"]
 
 _CONSTRAINTS = "spark.sql.constraintPropagation.enabled"
 
@@ -54,17 +54,28 @@ def _joined(node: S.Join, left: DataFrame, right: DataFrame, how: str) -> DataFr
     return left.join(right, F.expr(node.cond), "inner" if how == "cross" else how)
 
 
-def build_step(node: S.Node, inputs: list[DataFrame]) -> DataFrame:
-    """The DataFrame ``node`` describes, computed over ``inputs``."""
+# Nodes that pick some of their input rows in an order the run did not fix.
+PICKING = (S.Limit, S.Offset, S.Dedup)
+
+
+def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False) -> DataFrame:
+    """The DataFrame ``node`` describes, computed over ``inputs``.
+
+    With ``every_row``, the nodes that pick rows in no fixed order (``PICKING``) pass
+    every input row on instead: a replay over exactly the rows the run picked (and
+    perhaps others it then drops by id) must not let them pick again.
+    """
     if isinstance(node, S.Input):
         return inputs[node.input]
     if isinstance(node, S.Join):
-        out = _joined(node, build_step(node.left, inputs), build_step(node.right, inputs),
-                      node.how)
+        out = _joined(node, build_step(node.left, inputs, every_row),
+                      build_step(node.right, inputs, every_row), node.how)
     elif isinstance(node, S.Union):
-        out = reduce(DataFrame.union, [positional(build_step(c, inputs)) for c in node.children])
+        out = reduce(DataFrame.union, [positional(build_step(c, inputs, every_row))
+                                       for c in node.children])
     else:
-        out = _unary(node, positional(build_step(node.child, inputs)))  # type: ignore[attr-defined]
+        child = positional(build_step(node.child, inputs, every_row))  # type: ignore[attr-defined]
+        out = child if every_row and isinstance(node, PICKING) else _unary(node, child)
     return out.toDF(*node.names)  # type: ignore[attr-defined]
 
 

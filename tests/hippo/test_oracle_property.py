@@ -1,15 +1,18 @@
-"""Random pipelines: hippo's backward/forward answers equal the oracle's.
+"""Random pipelines: hippo's backward/forward answers, and its removals, equal the oracle's.
 
 Hypothesis draws one or two small sources (nullable int and string columns, unique
 rows) and a pipeline of one to four supported steps, applies each step through hippo's
 tracked methods and through the oracle (``tests/hippo/oracle.py``), then compares, for a
 random output row, a random output column and a random source row: the sink as written,
-backward at row level, backward at cell level, and forward.
+backward at row level, backward at cell level, and forward. A second test removes random
+source rows from a random pipeline and compares the repaired sink (and the removal's
+preview) with the oracle's pipeline over the sources without those rows.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,6 +26,7 @@ from tests.hippo.oracle import (
     Explode,
     Frame,
     Where,
+    _norm,
     assert_backward_matches,
     assert_forward_matches,
     assert_sink_matches,
@@ -347,3 +351,96 @@ def test_random_pipelines_answer_backward_and_forward_like_the_oracle(
     j = data.draw(st.integers(0, len(raw_rows[source]) - 1), label="source row")
     src = pipes[source].frame.sources[source]
     assert_forward_matches(store, source, {"out": oracle}, Where.row(src.columns, src.rows[j]))
+
+
+# -- random removals ------------------------------------------------------------------------
+class Both:
+    """Two oracle frames stepped alike: the pipeline over the sources as recorded
+    (``now``) and over the sources with the removed rows left out (``clean``)."""
+
+    def __init__(self, now: Any, clean: Any) -> None:
+        self.now, self.clean = now, clean
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.now.columns
+
+    def __getattr__(self, name: str) -> Any:
+        def both(*args: Any, **kwargs: Any) -> Both:
+            pick = (lambda v, side: getattr(v, side) if isinstance(v, Both) else v)
+            out = [getattr(getattr(self, side), name)(
+                *[pick(a, side) for a in args], **{k: pick(v, side) for k, v in kwargs.items()})
+                for side in ("now", "clean")]
+            return Both(*out)
+        return both
+
+
+def _rows_of(df) -> Counter:
+    return Counter(tuple(_norm(v) for v in r) for r in df.collect())
+
+
+def _previewed(before: Counter, preview) -> Counter:
+    """``before`` with a removal preview's changes applied."""
+    out = Counter(before)
+    for r in preview.collect():
+        if r.before is not None:
+            out[tuple(_norm(v) for v in r.before)] -= r.rows_before
+        if r.after is not None:
+            out[tuple(_norm(v) for v in r.after)] += r.rows_after
+    return +out
+
+
+@settings(max_examples=8, deadline=None, print_blob=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_removals_repair_random_pipelines_like_a_recompute(spark, tmp_path_factory, data):
+    """A removal of random source rows, previewed then applied, leaves the sink equal
+    to the oracle's pipeline over the sources without those rows."""
+    folder = tmp_path_factory.mktemp("removal_property") / uuid.uuid4().hex
+    names = ["a"] + (["b"] if data.draw(st.booleans(), label="two sources") else [])
+    raw_rows = {n: data.draw(_source_rows(n), label=f"rows of {n}") for n in names}
+    target = data.draw(st.sampled_from(names), label="remove from")
+    gone = data.draw(st.sets(st.sampled_from(raw_rows[target]), min_size=1), label="removed")
+    store = hippo.LineageStore(spark, str(folder / "lineage"))
+
+    with store.run("random") as run:
+        pipes = {}
+        for n in names:
+            schema, kinds, _ = SOURCES[n]
+            spark.createDataFrame(raw_rows[n], schema).write.format("delta").save(
+                str(folder / n))
+            cols = [c.split()[0] for c in schema.split(", ")]
+            kept = [r for r in raw_rows[n] if n != target or r not in gone]
+            frame = Both(Frame.source(n, cols, raw_rows[n]), Frame.source(n, cols, kept))
+            pipes[n] = Pipe(run.source(n, str(folder / n)), frame,
+                            dict(zip(cols, kinds, strict=True)))
+        ctx = Context(data, pipes.get("b"))
+        pipe = pipes["a"]
+        applied = []
+        for _ in range(data.draw(st.integers(1, 4), label="number of steps")):
+            step = data.draw(st.sampled_from(STEPS), label="step")
+            new = step(ctx, pipe)
+            if new is not None:
+                pipe = new
+                applied.append(step.__name__)
+        run.sink("out", pipe.tracked, str(folder / "out"))
+    note(f"steps applied: {applied}")
+    out = str(folder / "out")
+    assert_sink_matches(spark, out, pipe.frame.now)
+    cols = pipes[target].frame.columns
+    where = " OR ".join(f"({Where.row(cols, r).sql})" for r in sorted(gone, key=repr))
+    clean = Counter(tuple(_norm(v) for v in r) for r in pipe.frame.clean.values())
+
+    before = _rows_of(spark.read.format("delta").load(out))
+    preview = store.remove(target, where=where, dry_run=True)
+    assert preview.removed == len(gone)
+    if "out" in preview.sinks:
+        event(f"repair: {preview.sinks['out'].how}")
+        assert _previewed(before, preview.sinks["out"].preview) == clean
+    else:
+        assert before == clean  # the removed rows reach no output
+    report = store.remove(target, where=where)
+    assert report.removed == len(gone)
+    assert_sink_matches(spark, out, pipe.frame.clean)
+    left = spark.read.format("delta").load(str(folder / target)).count()
+    assert left == len(raw_rows[target]) - len(gone)

@@ -51,7 +51,7 @@ def _multiset(df):
                    for r in df.collect())
 
 
-def _record(spark, folder):
+def _record(spark, folder, sinks=None):
     o_path, c_path = str(folder / "orders"), str(folder / "customers")
     spark.createDataFrame(ORDERS, ORDERS_SCHEMA).coalesce(2).write.format("delta").save(o_path)
     spark.createDataFrame(CUSTOMERS, CUSTOMERS_SCHEMA).write.format("delta").save(c_path)
@@ -59,7 +59,8 @@ def _record(spark, folder):
     with store.run("shop") as run:
         outs = pipeline(run.source("orders", o_path), run.source("customers", c_path))
         for name, df in outs.items():
-            run.sink(name, df, str(folder / "out" / name))
+            if sinks is None or name in sinks:
+                run.sink(name, df, str(folder / "out" / name))
     return store, run, o_path, c_path
 
 
@@ -172,40 +173,59 @@ def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, t
         store.remove("mem", where="x = 1")
 
 
+# Where a removal's process may die: after each of its commits (quarantine, source
+# delete, sink repair, the removal's run), before the one that marks it applied.
+KILL_POINTS = ["quarantined", "source_deleted", "sink_repaired", "run_recorded"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["sink_repaired"])
-def test_a_removal_killed_part_way_loses_nothing_and_restore_finishes_the_job(
-        spark, tmp_path, point):
+def test_a_removal_killed_at_any_point_loses_nothing_and_restore_finishes_the_job(
+        spark, tmp_path):
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    store, run, o_path, c_path = _record(spark, tmp_path)
-    before = _sinks(spark, tmp_path)
+    # One store per kill point (a merged, a joined and a fully recomputed sink each),
+    # the removals killed in child processes running at once.
+    recorded = {p: _record(spark, tmp_path / p, ("by_cust", "inner", "top3"))
+                for p in KILL_POINTS}
+    before = _sinks(spark, tmp_path / KILL_POINTS[0])
     child = Path(__file__).parent / "procs" / "remover.py"
-    env = {**os.environ, "HIPPO_FAULT": point, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, str(child), store.path, "orders", "oid IN (1, 5)"],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == -9, done.stderr[-2000:]  # killed, not finished
-    stopped = store.removals().collect()
-    assert [r.status for r in stopped] == ["started"]
-    # Nothing is lost: every order is in the source or the quarantine.
-    left = {r.oid for r in spark.read.format("delta").load(o_path).collect()}
-    held = {r.oid for r in spark.read.format("delta").load(f"{store.path}/quarantine")
-            .select(F.get_json_object("row", "$.oid").cast("int").alias("oid")).collect()}
-    assert left | held == {o[0] for o in ORDERS} and held == {1, 5}
-    assert left == {o[0] for o in ORDERS} - {1, 5}  # the kill came after the delete
-    with pytest.raises(RemovalError, match=f"removal `{stopped[0].removal_id}` of this store "
-                                           "stopped part way"):
-        store.remove("orders", where="oid = 2")
-    store.restore(stopped[0].removal_id)  # the killed process's lock died with it
-    assert _sinks(spark, tmp_path) == before
-    assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
-    assert spark.read.format("delta").load(f"{store.path}/quarantine").count() == 0
-    assert [r.status for r in store.removals().collect()] == ["restored"]
-    report = store.remove("orders", where="oid IN (1, 5)")  # and again, to the end
-    assert _sinks(spark, tmp_path) == _expected(spark, o_path, c_path, o_where="oid IN (1, 5)")
+    children = {}
+    for point, (store, _, _, _) in recorded.items():
+        env = {**os.environ, "HIPPO_FAULT": point, "PYTHONPATH": os.pathsep.join(sys.path)}
+        children[point] = subprocess.Popen(
+            [sys.executable, str(child), store.path, "orders", "oid IN (1, 5)"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for point, proc in children.items():
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == -9, (point, err[-2000:])  # killed, not finished
+    all_oids = {o[0] for o in ORDERS}
+    for point, (store, _, o_path, c_path) in recorded.items():
+        folder = tmp_path / point
+        stopped = store.removals().collect()
+        assert [r.status for r in stopped] == ["started"], point
+        # Nothing is lost: every order is in the source or the quarantine.
+        left = {r.oid for r in spark.read.format("delta").load(o_path).collect()}
+        held = {r.oid for r in spark.read.format("delta").load(f"{store.path}/quarantine")
+                .select(F.get_json_object("row", "$.oid").cast("int").alias("oid")).collect()}
+        assert held == {1, 5}, point
+        assert left == (all_oids if point == "quarantined" else all_oids - {1, 5}), point
+        with pytest.raises(RemovalError, match=f"removal `{stopped[0].removal_id}` of this "
+                                               "store stopped part way"):
+            store.remove("orders", where="oid = 2")
+        store.restore(stopped[0].removal_id)  # the killed process's lock died with it
+        assert _sinks(spark, folder) == before, point
+        assert spark.read.format("delta").load(o_path).count() == len(ORDERS), point
+        assert spark.read.format("delta").load(f"{store.path}/quarantine").count() == 0, point
+        assert [r.status for r in store.removals().collect()] == ["restored"], point
+        assert {r.status for r in store.runs().collect()} <= {"succeeded", "restored"}
+    # And the same removal again, to the end.
+    store, _, o_path, c_path = recorded["sink_repaired"]
+    report = store.remove("orders", where="oid IN (1, 5)")
+    expected = _expected(spark, o_path, c_path, o_where="oid IN (1, 5)")
+    assert _sinks(spark, tmp_path / "sink_repaired") == {n: expected[n] for n in before}
     assert report.removed == 2
 
 
