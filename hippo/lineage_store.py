@@ -183,8 +183,10 @@ class LineageStore:
         Returns sink name -> DataFrame of the recomputed rows, with the sink's columns.
         ``sinks`` (default: every sink of the run) chooses sinks; ``where`` chooses
         output rows, and only those are recomputed, from only their backward lineage.
-        Raises ReplayError for a sink downstream of a step that chose rows
-        nondeterministically (``limit``, ``dropDuplicates``), naming the step.
+        Downstream of ``limit`` or ``dropDuplicates``, the rows the run
+        picked come from its recorded lineage, not from picking again. Raises
+        ReplayError for a sink downstream of nondeterministic expressions (``rand``,
+        ``uuid``), naming the step.
 
         Examples
         --------

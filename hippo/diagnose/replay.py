@@ -8,7 +8,7 @@ of every group that reaches the output, so each recomputed row sees all its inpu
 the steps rebuilt over those rows, and the rows whose ids are the chosen ones kept
 (rows of partial groups the cut leaves over have other ids).
 
-A step that picks rows in no fixed order (``limit``, ``offset``, ``dropDuplicates``)
+A step that picks rows in no fixed order (``limit``, ``dropDuplicates``)
 would not pick the same rows again, so a sink downstream of one is replayed from the
 lineage the run recorded (its explicit sink rows): the sources are cut to the rows that
 lineage holds, the picking steps pass every row on, and each recorded output row is kept

@@ -20,6 +20,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 import hippo
+from tests.conftest import NO_CODEGEN
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,7 @@ CHILD_CONF = {
     "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "2",
     "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
     "spark.databricks.delta.snapshotPartitions": "1", "spark.sql.session.timeZone": "UTC",
+    **NO_CODEGEN,
 }
 
 

@@ -390,7 +390,7 @@ def _previewed(before: Counter, preview) -> Counter:
     return +out
 
 
-@settings(max_examples=8, deadline=None, print_blob=True,
+@settings(max_examples=6, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_removals_repair_random_pipelines_like_a_recompute(spark, tmp_path_factory, data):

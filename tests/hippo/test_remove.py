@@ -173,9 +173,11 @@ def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, t
         store.remove("mem", where="x = 1")
 
 
-# Where a removal's process may die: after each of its commits (quarantine, source
-# delete, sink repair, the removal's run), before the one that marks it applied.
-KILL_POINTS = ["quarantined", "source_deleted", "sink_repaired", "run_recorded"]
+# Where a removal's process is killed: after its first sink repair (the source and one
+# sink changed, two not), and after its run is recorded (every table changed, the
+# removal not yet marked applied). ``remove.py`` has two more points, after the
+# quarantine and after the source delete; each point costs a child JVM, so CI runs two.
+KILL_POINTS = ["sink_repaired", "run_recorded"]
 
 
 @pytest.mark.slow
@@ -211,7 +213,7 @@ def test_a_removal_killed_at_any_point_loses_nothing_and_restore_finishes_the_jo
         held = {r.oid for r in spark.read.format("delta").load(f"{store.path}/quarantine")
                 .select(F.get_json_object("row", "$.oid").cast("int").alias("oid")).collect()}
         assert held == {1, 5}, point
-        assert left == (all_oids if point == "quarantined" else all_oids - {1, 5}), point
+        assert left == all_oids - {1, 5}, point
         with pytest.raises(RemovalError, match=f"removal `{stopped[0].removal_id}` of this "
                                                "store stopped part way"):
             store.remove("orders", where="oid = 2")
@@ -251,7 +253,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=6, deadline=None, print_blob=True,
+@settings(max_examples=4, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(source=st.sampled_from(["orders", "customers"]), data=st.data())
 def test_random_removals_preview_exactly_the_recomputed_sinks(spark, shop, source, data):

@@ -12,7 +12,9 @@ def main() -> None:
     store_path, source, where = sys.argv[1:4]
     spark = hippo.spark_session("remover", master="local[1]",
                                 conf={"spark.sql.shuffle.partitions": "2",
-                                      "spark.ui.enabled": "false"})
+                                      "spark.ui.enabled": "false",
+                                      "spark.sql.codegen.wholeStage": "false",
+                                      "spark.sql.codegen.factoryMode": "NO_CODEGEN"})
     spark.sparkContext.setLogLevel("ERROR")
     report = hippo.LineageStore(spark, store_path).remove(source, where=where)
     print(report.run_id)
