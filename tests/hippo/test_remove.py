@@ -253,7 +253,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=4, deadline=None, print_blob=True,
+@settings(max_examples=3, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(source=st.sampled_from(["orders", "customers"]), data=st.data())
 def test_random_removals_preview_exactly_the_recomputed_sinks(spark, shop, source, data):
