@@ -32,6 +32,9 @@ from hippo.recorded.steps import Step
 
 __all__ = ["replay", "check_replayable"]
 
+# Hidden columns while matching replayed rows to the written ones.
+_ID, _TIMES, _NTH = "__hippo_written_id", "__hippo_times", "__hippo_nth"
+
 
 def check_replayable(run: RecordedRun, sink: Step) -> None:
     """Raise ReplayError if the sink depends on a step with nondeterministic expressions."""
@@ -90,6 +93,3 @@ def _as_often_as_written(frame: DataFrame, written: DataFrame, ids: DataFrame) -
     nth = F.row_number().over(Window.partitionBy(ID).orderBy(ID))
     return (frame.join(times, frame[ID] == times[_ID]).withColumn(_NTH, nth)
             .filter(F.col(_NTH) <= F.col(_TIMES)).drop(_ID, _TIMES, _NTH))
-
-
-_ID, _TIMES, _NTH = "__hippo_written_id", "__hippo_times", "__hippo_nth"
