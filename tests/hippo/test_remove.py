@@ -181,7 +181,7 @@ KILL_POINTS = ["sink_repaired", "run_recorded"]
 
 
 @pytest.mark.slow
-def test_a_removal_killed_at_any_point_loses_nothing_and_restore_finishes_the_job(
+def test_a_removal_killed_part_way_loses_nothing_and_restore_finishes_the_job(
         spark, tmp_path):
     import os
     import subprocess

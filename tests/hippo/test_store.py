@@ -109,7 +109,8 @@ def test_an_aggregate_sink_that_keeps_its_keys_stores_nothing_per_row(spark, sto
     with store.run("top") as run:
         src = run.source("flights", flights)
         top = (src.groupBy("carrier").agg(F.count(F.lit(1)).alias("n"), F.sum("delay").alias("d"))
-               .withColumnRenamed("carrier", "airline").orderBy(F.desc("n")).limit(2))
+               .withColumnRenamed("carrier", "airline").orderBy(F.desc("n"), F.desc("airline"))
+               .limit(2))  # UA and DL tie on n: the second key decides
         run.sink("top", top, str(tmp_path / "top"))
     assert _sink_detail(spark, store, run.run_id, "top")["rows"] == "keyed"
     assert _stored_sink_rows(spark, store, run.run_id) == 0
