@@ -24,6 +24,7 @@ The second half compares hippo's answers (public API only) with the oracle's.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -595,6 +596,19 @@ def _norm(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_norm(v) for v in value)
     return value
+
+
+def previewed(before: Counter, preview: Any) -> Counter:
+    """``before`` (a multiset of normalized sink rows) with a removal preview's changes
+    applied: each row's ``before`` values lose ``rows_before``, its ``after`` values gain
+    ``rows_after``."""
+    out = Counter(before)
+    for r in preview.collect():
+        if r.before is not None:
+            out[tuple(_norm(v) for v in r.before)] -= r.rows_before
+        if r.after is not None:
+            out[tuple(_norm(v) for v in r.after)] += r.rows_after
+    return +out
 
 
 def _norm_rows(rows: Iterable[Sequence[Any]]) -> list[Values]:

@@ -27,6 +27,7 @@ from tests.hippo.oracle import (
     Frame,
     Where,
     _norm,
+    previewed,
     assert_backward_matches,
     assert_forward_matches,
     assert_sink_matches,
@@ -379,17 +380,6 @@ def _rows_of(df) -> Counter:
     return Counter(tuple(_norm(v) for v in r) for r in df.collect())
 
 
-def _previewed(before: Counter, preview) -> Counter:
-    """``before`` with a removal preview's changes applied."""
-    out = Counter(before)
-    for r in preview.collect():
-        if r.before is not None:
-            out[tuple(_norm(v) for v in r.before)] -= r.rows_before
-        if r.after is not None:
-            out[tuple(_norm(v) for v in r.after)] += r.rows_after
-    return +out
-
-
 @settings(max_examples=6, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
@@ -436,7 +426,7 @@ def test_random_removals_repair_random_pipelines_like_a_recompute(spark, tmp_pat
     assert preview.removed == len(gone)
     if "out" in preview.sinks:
         event(f"repair: {preview.sinks['out'].how}")
-        assert _previewed(before, preview.sinks["out"].preview) == clean
+        assert previewed(before, preview.sinks["out"].preview) == clean
     else:
         assert before == clean  # the removed rows reach no output
     report = store.remove(target, where=where)

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 import hippo
 from hippo.errors import InvalidWhereError, RemovalError, UnknownSourceError
+from tests.hippo.oracle import previewed
 
 ORDERS = [(1, "ann", 2, 10.5, "a,b"), (2, "bob", 1, 25.0, "b"), (3, "ann", 5, 7.25, None),
           (4, "cy", None, 12.0, "a,c"), (5, "bob", 3, None, "c"), (6, "dee", 4, 9.0, "a"),
@@ -104,7 +105,7 @@ def test_removal_repairs_every_sink_like_a_recompute_and_restore_undoes_it(spark
     for name, repair in report.sinks.items():
         # The preview said exactly what the removal did (counted by row id: a row
         # dropDuplicates now keeps instead of a removed one is deleted + added).
-        assert _applied(before[name], preview.sinks[name].preview) == after[name], name
+        assert previewed(before[name], preview.sinks[name].preview) == after[name], name
         assert (repair.changed, repair.deleted, repair.added) == (
             preview.sinks[name].changed, preview.sinks[name].deleted,
             preview.sinks[name].added), name
@@ -238,17 +239,6 @@ def shop(spark, tmp_path_factory):
     return store, run, o_path, c_path, _sinks(spark, folder)
 
 
-def _applied(before: Counter, preview) -> Counter:
-    """``before`` with a preview's changes applied."""
-    out = Counter(before)
-    for r in preview.collect():
-        if r.before is not None:
-            out[tuple(round(v, 9) if isinstance(v, float) else v for v in r.before)] -= r.rows_before
-        if r.after is not None:
-            out[tuple(round(v, 9) if isinstance(v, float) else v for v in r.after)] += r.rows_after
-    return +out
-
-
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -270,6 +260,6 @@ def test_random_removals_preview_exactly_the_recomputed_sinks(spark, shop, sourc
         expected = _expected(spark, o_path, c_path, c_where=where)
     report = store.remove(source, where=where, run_id=run.run_id, dry_run=True)
     for name, repair in report.sinks.items():
-        assert _applied(before[name], repair.preview) == expected[name], (name, repair.how)
+        assert previewed(before[name], repair.preview) == expected[name], (name, repair.how)
     unreached = set(before) - set(report.sinks)
     assert all(before[n] == expected[n] for n in unreached)
