@@ -117,3 +117,26 @@ def test_tables_parquet_alone_cannot_read_are_read_through_delta(spark, store, t
     back = store.backward("totals", where="true")["src"].collect()
     expected = {(i, g) for i, g, _ in ROWS if layout != "deletion_vectors" or i != 3}
     assert {(r.id, r.grp) for r in back} == expected
+
+
+def test_files_read_from_the_log_are_the_ones_delta_lists(spark, tmp_path):
+    """The driver-side replay of a short log (no Spark job) lists each version's files as
+    Delta does; past a checkpoint, or with deletion vectors, it leaves the answer to Delta."""
+    from hippo.recorded.pinned import _logged_files, read_pinned
+
+    path = str(tmp_path / "a b%c" / "t")  # names Delta escapes in its log
+    for i in range(3):
+        spark.createDataFrame(ROWS, SCHEMA).repartition(2).write.format("delta").mode(
+            "append").save(path)
+    DeltaTable.forPath(spark, path).delete("id = 1")  # removes files, adds rewritten ones
+    for version in range(4):
+        assert sorted(_logged_files(spark, path, version)) == sorted(
+            read_pinned(spark, path, version).inputFiles()), version
+    for _ in range(8):  # Delta checkpoints at version 10
+        spark.createDataFrame(ROWS, SCHEMA).write.format("delta").mode("append").save(path)
+    assert _logged_files(spark, path, 3) is None
+
+    dv = str(tmp_path / "dv")
+    spark.createDataFrame(ROWS, SCHEMA).write.format("delta").option(
+        "delta.enableDeletionVectors", "true").save(dv)
+    assert _logged_files(spark, dv, 0) is None
