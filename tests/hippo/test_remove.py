@@ -5,6 +5,7 @@ restore brings every table back; what cannot be removed safely is refused."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
@@ -84,31 +85,16 @@ def test_removal_repairs_every_sink_like_a_recompute_and_restore_undoes_it(spark
     where = "oid IN (1, 5)"
     expected = _expected(spark, o_path, c_path, o_where=where)
 
-    preview = store.remove("orders", where=where, dry_run=True)
-    assert preview.dry_run and preview.run_id is None and preview.removed == 2
-    assert _sinks(spark, tmp_path) == before  # nothing changed
-    assert DeltaTable.forPath(spark, o_path).history().count() == 1
-    by_cust = preview.sinks["by_cust"]
-    assert (by_cust.how, by_cust.changed, by_cust.deleted, by_cust.added) == (
-        "incremental", 2, 0, 0)
-    shown = {r.before.cust: (r.before.n, r.after.n) for r in by_cust.preview.collect()}
-    assert shown == {"ann": (3, 2), "bob": (2, 1)}
-    assert preview.sinks["two_level"].how == "full"
-    assert "aggregate computed" in preview.sinks["two_level"].why
-    assert preview.sinks["having"].how == "full"
-    assert preview.sinks["top3"].how == "full" and "picks rows" in preview.sinks["top3"].why
-
     report = store.remove("orders", where=where)
     assert report.run_id and report.removed == 2 and report.repaired_run == run.run_id
-    after = _sinks(spark, tmp_path)
-    assert after == expected
-    for name, repair in report.sinks.items():
-        # The preview said exactly what the removal did (counted by row id: a row
-        # dropDuplicates now keeps instead of a removed one is deleted + added).
-        assert previewed(before[name], preview.sinks[name].preview) == after[name], name
-        assert (repair.changed, repair.deleted, repair.added) == (
-            preview.sinks[name].changed, preview.sinks[name].deleted,
-            preview.sinks[name].added), name
+    assert _sinks(spark, tmp_path) == expected
+    by_cust = report.sinks["by_cust"]
+    assert (by_cust.how, by_cust.changed, by_cust.deleted, by_cust.added) == (
+        "incremental", 2, 0, 0)
+    assert report.sinks["two_level"].how == "full"
+    assert "aggregate computed" in report.sinks["two_level"].why
+    assert report.sinks["having"].how == "full"
+    assert report.sinks["top3"].how == "full" and "picks rows" in report.sinks["top3"].why
     assert report.sinks["by_cust"].write == "merge"
     quarantine = spark.read.format("delta").load(f"{store.path}/quarantine")
     assert sorted(quarantine.select(F.get_json_object("row", "$.oid").cast("int")).toPandas()
@@ -140,7 +126,7 @@ def test_removal_repairs_every_sink_like_a_recompute_and_restore_undoes_it(spark
 
 
 def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, tmp_path):
-    store, run, o_path, c_path = _record(spark, tmp_path)
+    store, run, o_path, c_path = _record(spark, tmp_path, ("by_cust", "inner"))
     before = _sinks(spark, tmp_path)
     with pytest.raises(InvalidWhereError, match="java_method"):
         store.remove("orders", where="java_method('java.lang.System', 'exit', 1) = 1")
@@ -187,7 +173,6 @@ def test_a_removal_killed_part_way_loses_nothing_and_restore_finishes_the_job(
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     # One store per kill point (a merged, a joined and a fully recomputed sink each),
     # the removals killed in child processes running at once.
@@ -261,5 +246,13 @@ def test_random_removals_preview_exactly_the_recomputed_sinks(spark, shop, sourc
     report = store.remove(source, where=where, run_id=run.run_id, dry_run=True)
     for name, repair in report.sinks.items():
         assert previewed(before[name], repair.preview) == expected[name], (name, repair.how)
+        shown = Counter(r.change for r in repair.preview.select("change").collect())
+        assert (shown["changed"], shown["deleted"], shown["added"]) == (
+            repair.changed, repair.deleted, repair.added), name
+    # A dry run commits nothing: every source and sink is still at its first version.
+    folder = Path(o_path).parent
+    for table in [Path(o_path), Path(c_path), *(folder / "out").iterdir()]:
+        assert [p.name for p in (table / "_delta_log").glob("*.json")] == [
+            f"{0:020d}.json"], table
     unreached = set(before) - set(report.sinks)
     assert all(before[n] == expected[n] for n in unreached)
