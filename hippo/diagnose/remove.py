@@ -56,7 +56,6 @@ from hippo.query.slots import Slots, cut_sources, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded import spec as S
 from hippo.recorded.ids import ID, content_hash, is_hidden, quoted
-from hippo.recorded.pinned import latest_version
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
@@ -64,6 +63,7 @@ from hippo.recorded.state import KeySlot
 from hippo.recorded.steps import Step
 from hippo.store import tables
 from hippo.store.commits import commit_version, committed, table_lock
+from hippo.store.delta_log import latest_version
 
 __all__ = ["SinkRepair", "RemovalReport", "remove", "restore", "removals", "incomplete",
            "INCREMENTAL_SHARE"]

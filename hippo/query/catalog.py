@@ -20,9 +20,9 @@ from hippo.errors import (
     UnknownSourceError,
     listing,
 )
-from hippo.recorded.pinned import latest_version
 from hippo.recorded.run import RecordedRun
 from hippo.store import tables
+from hippo.store.delta_log import latest_version
 
 __all__ = ["Catalog", "Endpoint", "load_run", "runs_version"]
 

@@ -124,21 +124,14 @@ def commit_version(spark: SparkSession, path: str, tag: str, latest: int,
     """
     import json
 
-    jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
-    log_dir = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
-    fs = log_dir.getFileSystem(conf)
+    from hippo.store.delta_log import commit_text
+
     for version in range(latest, oldest - 1, -1):
-        file = jvm.org.apache.hadoop.fs.Path(log_dir, f"{version:020d}.json")
         try:
-            stream = fs.open(file)
+            text = commit_text(spark, path, version)
         except Exception:  # a commit cleaned up by log retention: stop looking
             return None
-        try:
-            text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-        finally:
-            stream.close()
-        for line in str(text).splitlines():
+        for line in text.splitlines():
             if '"commitInfo"' in line:
                 info = json.loads(line)["commitInfo"]
                 if info.get("userMetadata") == tag:

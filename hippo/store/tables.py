@@ -32,6 +32,7 @@ from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 
 from hippo.errors import NotAStoreError, StoreFormatError
 from hippo.store.commits import committed
+from hippo.store.delta_log import read_plain
 
 __all__ = [
     "RUNS", "SINK_ROWS", "QUARANTINE", "REMOVALS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
@@ -182,8 +183,11 @@ def _local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> D
 
 
 def read_table(spark: SparkSession, root: str, table: str) -> DataFrame:
-    """The table, or an empty DataFrame of its schema if the store has none yet."""
+    """The table's latest version, or an empty DataFrame of its schema if the store has
+    none yet. Read as plain Parquet while its log is short (hippo's tables have no
+    partitions or reader features): Delta would plan the scan with a Spark job."""
     path = table_path(root, table)
     if check_store(spark, root) and _is_delta(spark, path):
-        return spark.read.format("delta").load(path)
+        plain = read_plain(spark, path, SCHEMAS[table])
+        return plain if plain is not None else spark.read.format("delta").load(path)
     return spark.createDataFrame([], SCHEMAS[table])

@@ -44,8 +44,8 @@ def _record(store, path, out):
 def test_a_version_vacuumed_while_a_session_uses_it_gives_a_clear_error(
         spark, tmp_path, source, plain, monkeypatch):
     if not plain:  # tables Parquet alone cannot read go through Delta
-        from hippo.recorded import pinned
-        monkeypatch.setattr(pinned, "_PLAIN_FILES", 0)
+        from hippo.store import delta_log
+        monkeypatch.setattr(delta_log, "PLAIN_FILES", 0)
     store = hippo.LineageStore(spark, str(tmp_path / "lineage"))
     _record(store, source, str(tmp_path / "out"))
     assert sorted(r.id for r in store.backward("totals", where="grp = 'a'")["src"].collect()) == [1, 2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
@@ -122,7 +124,8 @@ def test_tables_parquet_alone_cannot_read_are_read_through_delta(spark, store, t
 def test_files_read_from_the_log_are_the_ones_delta_lists(spark, tmp_path):
     """The driver-side replay of a short log (no Spark job) lists each version's files as
     Delta does; past a checkpoint, or with deletion vectors, it leaves the answer to Delta."""
-    from hippo.recorded.pinned import _logged_files, read_pinned
+    from hippo.recorded.pinned import read_pinned
+    from hippo.store.delta_log import logged_files, read_plain
 
     path = str(tmp_path / "a b%c" / "t")  # names Delta escapes in its log
     for i in range(3):
@@ -130,13 +133,16 @@ def test_files_read_from_the_log_are_the_ones_delta_lists(spark, tmp_path):
             "append").save(path)
     DeltaTable.forPath(spark, path).delete("id = 1")  # removes files, adds rewritten ones
     for version in range(4):
-        assert sorted(_logged_files(spark, path, version)) == sorted(
+        assert sorted(logged_files(spark, path, version)) == sorted(
             read_pinned(spark, path, version).inputFiles()), version
+    plain = read_plain(spark, path, SCHEMA)
+    assert Counter(plain.collect()) == Counter(spark.read.format("delta").load(path).collect())
     for _ in range(8):  # Delta checkpoints at version 10
         spark.createDataFrame(ROWS, SCHEMA).write.format("delta").mode("append").save(path)
-    assert _logged_files(spark, path, 3) is None
+    assert logged_files(spark, path, 3) is None
+    assert read_plain(spark, path, SCHEMA) is None
 
     dv = str(tmp_path / "dv")
     spark.createDataFrame(ROWS, SCHEMA).write.format("delta").option(
         "delta.enableDeletionVectors", "true").save(dv)
-    assert _logged_files(spark, dv, 0) is None
+    assert logged_files(spark, dv, 0) is None
