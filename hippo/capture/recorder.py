@@ -9,9 +9,9 @@ call it; :class:`hippo.capture.run.Run` turns its steps into the run's row at th
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,10 +48,17 @@ _HIPPO_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 def code_location() -> str:
-    """``file:line`` of the user's code that called into hippo."""
-    for frame in inspect.stack()[2:]:
-        if not frame.filename.startswith(_HIPPO_DIR) and "pyspark" not in frame.filename:
-            return f"{frame.filename}:{frame.lineno}"
+    """``file:line`` of the user's code that called into hippo.
+
+    Walks the frames themselves: ``inspect.stack()`` reads every frame's source lines,
+    35 ms per step under a deep stack such as pytest's.
+    """
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not name.startswith(_HIPPO_DIR) and "pyspark" not in name:
+            return f"{name}:{frame.f_lineno}"
+        frame = frame.f_back
     return "unknown"
 
 
