@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
-from pyspark.sql import functions as F
 
 import hippo
 from tests.conftest import NO_CODEGEN

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 import hippo
