@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 
 from py4j.java_gateway import JavaClass
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 import hippo
 
-__all__ = ["job_session"]
+__all__ = ["job_session", "show_frame"]
 
 
 def job_session(app_name: str) -> SparkSession:
@@ -29,3 +29,12 @@ def job_session(app_name: str) -> SparkSession:
             "spark-submit did not put the Delta jars on the classpath; pass "
             "`--properties-file conf/spark-defaults.conf`")
     return spark
+
+
+def show_frame(name: str, df: DataFrame, output: str | None, rows: int) -> None:
+    """Print a job's DataFrame (its row count, then ``rows`` rows); with ``output``, also
+    write it as the Delta table ``output/<name>`` for another program to read."""
+    if output:
+        df.write.format("delta").mode("overwrite").save(f"{output}/{name}")
+    print(f"--- {name}: {df.count()} row(s)")
+    df.show(rows, truncate=False)

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hippo  # noqa: E402
-from jobs._session import job_session  # noqa: E402
+from jobs._session import job_session, show_frame  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,29 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show(name: str, df, args: argparse.Namespace) -> None:
-    if args.output:
-        df.write.format("delta").mode("overwrite").save(f"{args.output}/{name}")
-    print(f"--- {name}: {df.count()} row(s)")
-    df.show(args.rows, truncate=False)
-
-
 def _run(store: hippo.LineageStore, args: argparse.Namespace) -> None:
     if args.command == "trace":
         for step in store.trace(args.sink, where=args.where, run_id=args.run_id):
             print(f"step {step.op_id} `{step.step}` ({step.kind}) at {step.code_location}")
-            _show(f"{step.op_id}-{step.step}", step.rows, args)
+            show_frame(f"{step.op_id}-{step.step}", step.rows, args.output, args.rows)
     elif args.command == "replay":
         for name, df in sorted(store.replay(args.run_id, sinks=args.sinks,
                                             where=args.where).items()):
-            _show(name, df, args)
+            show_frame(name, df, args.output, args.rows)
     elif args.command == "remove":
         report = store.remove(args.source, where=args.where, run_id=args.run_id,
                               dry_run=args.dry_run)
         print("report: " + json.dumps(report.to_json(), sort_keys=True))
         for name, repair in sorted(report.sinks.items()):
             if repair.preview is not None:
-                _show(name, repair.preview, args)
+                show_frame(name, repair.preview, args.output, args.rows)
     elif args.command == "restore":
         for path, version in sorted(store.restore(args.removal_id).items()):
             print(f"restored `{path}` to version {version}")

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import hippo  # noqa: E402
-from jobs._session import job_session  # noqa: E402
+from jobs._session import job_session, show_frame  # noqa: E402
 
 TABLES = ("flights", "planes", "weather", "airlines")
 # The demo's two questions: (sink, where, columns) and (source, where).
@@ -104,10 +104,7 @@ def show(title: str, frames: dict[str, DataFrame], output: str | None = None,
     if not frames:
         print("(nothing)")
     for name, df in frames.items():
-        if output:
-            df.write.format("delta").mode("overwrite").save(f"{output}/{name}")
-        print(f"--- {name}: {df.count()} row(s)")
-        df.show(rows, truncate=False)
+        show_frame(name, df, output, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hippo  # noqa: E402
-from jobs._session import job_session  # noqa: E402
+from jobs._session import job_session, show_frame  # noqa: E402
 
 THEN = "then"
 
@@ -74,10 +74,7 @@ def _answer(spark, query: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for name, df in sorted(answer.items()):
-        if query.output:
-            df.write.format("delta").mode("overwrite").save(f"{query.output}/{name}")
-        print(f"--- {name}: {df.count()} row(s)")
-        df.show(query.rows, truncate=False)
+        show_frame(name, df, query.output, query.rows)
     if not answer:
         print("(no rows)")
     print(f"{query.direction} {query.name} answered in {time.perf_counter() - start:.2f} s")
