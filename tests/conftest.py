@@ -5,6 +5,19 @@ than running it (a removal test ran 28% faster interpreted). Interpreted and com
 evaluation give the same rows; the cluster test and the benchmarks run with codegen on.
 File listings (Delta's VACUUM) use 2 tasks, not Spark's default 10,000: a VACUUM of a
 five-row table took 25-41 s with the default, 2 s with 2.
+
+Joins are not broadcast: every broadcast is a Spark job of its own, and lineage queries
+and removals join many tiny tables (a 13-sink removal ran 344 broadcast jobs). Over
+three test files, alternated runs took 281-282 s without broadcasts and 289-312 s with
+them. Either strategy gives the same rows; the cluster test and the benchmarks run with
+Spark's defaults.
+
+Test processes that start a JVM of their own for a minute or two (the concurrent writers,
+the killed removals, the cluster's driver and executors) run it with the client compiler
+only (``SHORT_LIVED_JVM``): such a JVM spends much of its life compiling with C2 code it
+then barely runs. The writers test took 106 s instead of 153 s, the cluster's setup 73 s
+instead of 106 s. The suite's own long-lived JVM keeps the default (C1 alone was slower
+there).
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ import hippo
 
 NO_CODEGEN = {"spark.sql.codegen.wholeStage": "false",
               "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+NO_BROADCAST = {"spark.sql.autoBroadcastJoinThreshold": "-1"}
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1"
 TEST_CONF = {
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
@@ -27,6 +42,7 @@ TEST_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
     **NO_CODEGEN,
+    **NO_BROADCAST,
 }
 
 
@@ -44,7 +60,7 @@ def store(spark, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _release_java_objects():
+def _release_java_objects(request):
     """Free each test's Py4J proxies when it ends, so the JVM can drop their plans.
 
     A Py4J object whose methods were called sits in a reference cycle (its members point
@@ -52,4 +68,5 @@ def _release_java_objects():
     the JVM keeps every plan it references, with that plan's broadcast tables.
     """
     yield
-    gc.collect()
+    if "spark" in request.fixturenames:  # tests without Spark make no Py4J objects
+        gc.collect()

@@ -8,12 +8,12 @@ store's ``runs`` table, steps included. Until then nothing of the run is visible
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import logging
 import os
 import re
 import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -40,8 +40,17 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
+def _outermost_file() -> str:
+    """The file of the outermost Python frame (the job's script), found by walking the
+    frames: ``inspect.stack()`` would read every frame's source lines."""
+    frame = sys._getframe()
+    while frame.f_back is not None:
+        frame = frame.f_back
+    return frame.f_code.co_filename
+
+
 def _code_version() -> str | None:
-    main = inspect.stack()[-1].filename
+    main = _outermost_file()
     folder = os.path.dirname(os.path.abspath(main)) if os.path.exists(main) else os.getcwd()
     try:
         out = subprocess.run(

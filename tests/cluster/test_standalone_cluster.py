@@ -8,7 +8,8 @@ The test session then records the same pipeline over the same Delta tables in lo
 mode and asks the same questions: the cluster's outputs and answers (rows and
 ``hippo_row_id``) must equal the local ones. (``jobs/lineage_query.py``, the same
 queries as a job of their own, is run in-process by ``tests/hippo/test_query_job.py``:
-one more application on the cluster costs CI about 45 s.)
+one more application on the cluster costs CI about 45 s.) The driver and executors run
+with the client compiler only (``SHORT_LIVED_JVM``, see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pyspark.testing import assertDataFrameEqual
 import hippo
 from jobs.flights_demo import BACKWARD, FORWARD, TABLES, features
 from tests.cluster.standalone import StandaloneCluster, Submission, standalone_cluster
+from tests.conftest import SHORT_LIVED_JVM
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -52,6 +54,8 @@ def _submit(cluster: StandaloneCluster, name: str, script: str, args: list[str])
         "--conf", "spark.ui.enabled=false",
         "--conf", "spark.driver.host=127.0.0.1",
         "--conf", "spark.sql.session.timeZone=UTC",
+        "--conf", f"spark.driver.extraJavaOptions={SHORT_LIVED_JVM}",
+        "--conf", f"spark.executor.extraJavaOptions={SHORT_LIVED_JVM}",
         "--conf", f"spark.pyspark.python={PYTHON}",
         "--conf", f"spark.pyspark.driver.python={PYTHON}",
         str(ROOT / "jobs" / script), *args,

@@ -20,7 +20,7 @@ import pytest
 from delta.tables import DeltaTable
 
 import hippo
-from tests.conftest import NO_CODEGEN
+from tests.conftest import NO_BROADCAST, NO_CODEGEN, SHORT_LIVED_JVM
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,8 @@ CHILD_CONF = {
     "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "2",
     "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
     "spark.databricks.delta.snapshotPartitions": "1", "spark.sql.session.timeZone": "UTC",
-    **NO_CODEGEN,
+    "spark.driver.extraJavaOptions": SHORT_LIVED_JVM,
+    **NO_CODEGEN, **NO_BROADCAST,
 }
 
 

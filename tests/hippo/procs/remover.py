@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import hippo
+from tests.conftest import NO_BROADCAST, NO_CODEGEN, SHORT_LIVED_JVM
 
 
 def main() -> None:
@@ -13,8 +14,8 @@ def main() -> None:
     spark = hippo.spark_session("remover", master="local[1]",
                                 conf={"spark.sql.shuffle.partitions": "2",
                                       "spark.ui.enabled": "false",
-                                      "spark.sql.codegen.wholeStage": "false",
-                                      "spark.sql.codegen.factoryMode": "NO_CODEGEN"})
+                                      "spark.driver.extraJavaOptions": SHORT_LIVED_JVM,
+                                      **NO_CODEGEN, **NO_BROADCAST})
     spark.sparkContext.setLogLevel("ERROR")
     report = hippo.LineageStore(spark, store_path).remove(source, where=where)
     print(report.run_id)
