@@ -30,7 +30,9 @@ the quarantine, the source, each sink (and its lineage rows), the removal's run,
 ``applied`` event. Queries see the repaired lineage only after the run row. A process
 that stops part way loses nothing (a removed row is in the source or the quarantine);
 the removal stays ``started``, further removals are refused until it is restored, and
-``restore`` rolls back exactly the tables its tagged commits reached.
+``restore`` rolls back exactly the tables its tagged commits reached. A restore that
+itself stops part way is finished by calling it again: tables its own tagged commits
+already restored are left as they are.
 """
 
 from __future__ import annotations
@@ -590,6 +592,7 @@ def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
         if row["status"] == "restored":
             raise RemovalError(f"removal `{removal_id}` is already restored")
         moved, todo = [], {}
+        tag = f"restore-{removal_id}"
         for path, v in row["tables"].items():
             now = latest_version(spark, path)
             # Interrupted: only the tables its tagged commits reached need restoring.
@@ -598,12 +601,14 @@ def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
             if mine is None:
                 continue
             if now != mine:
+                # A restore of this removal that stopped part way already restored it.
+                if commit_version(spark, path, tag, now, mine + 1) is not None:
+                    continue
                 moved.append(f"`{path}` (now version {now}, the removal left {mine})")
             todo[path] = v["before"]
         if moved:
             raise RemovalError(f"cannot restore removal `{removal_id}`: tables changed since "
                                f"it, and restoring would lose those changes: {', '.join(moved)}")
-        tag = f"restore-{removal_id}"
         for path, before in todo.items():
             _commit(spark, path, tag, f"restoring `{path}`",
                     lambda path=path, before=before: DeltaTable.forPath(spark, path)

@@ -159,6 +159,37 @@ def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, t
         store.remove("mem", where="x = 1")
 
 
+def test_a_restore_that_stopped_part_way_is_finished_by_calling_it_again(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    store, _, o_path, c_path = _record(spark, tmp_path, ("by_cust", "inner"))
+    before = _sinks(spark, tmp_path)
+    report = store.remove("orders", where="oid IN (1, 5)")
+    # What a restore's process leaves when it dies after restoring its first table: the
+    # source back at version 0 by a commit tagged as that restore's, nothing else.
+    spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", f"restore-{report.run_id}")
+    try:
+        DeltaTable.forPath(spark, o_path).restoreToVersion(0)
+    finally:
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+    assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
+    assert _sinks(spark, tmp_path) != before
+
+    back = store.restore(report.run_id)
+    assert o_path not in back and sorted(back) == sorted(
+        str(tmp_path / "out" / n) for n in ("by_cust", "inner"))
+    assert _sinks(spark, tmp_path) == before
+    assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
+    assert spark.read.format("delta").load(f"{store.path}/quarantine").count() == 0
+    assert [r.status for r in store.removals().collect()] == ["restored"]
+    # A table changed by someone else since the removal still stops a restore.
+    report = store.remove("orders", where="oid = 2")
+    spark.createDataFrame([(10, "zed", 1, 1.0, "a")], ORDERS_SCHEMA).write.format(
+        "delta").mode("append").save(o_path)
+    with pytest.raises(RemovalError, match="tables changed since it"):
+        store.restore(report.run_id)
+
+
 # Where a removal's process is killed: after its first sink repair (the source and one
 # sink changed, two not), and after its run is recorded (every table changed, the
 # removal not yet marked applied). ``remove.py`` has two more points, after the
