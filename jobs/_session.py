@@ -33,8 +33,11 @@ def job_session(app_name: str) -> SparkSession:
 
 def show_frame(name: str, df: DataFrame, output: str | None, rows: int) -> None:
     """Print a job's DataFrame (its row count, then ``rows`` rows); with ``output``, also
-    write it as the Delta table ``output/<name>`` for another program to read."""
+    write it as the Delta table ``output/<name>`` for another program to read, and count
+    and show what was written, so a lineage answer is computed once, not three times."""
     if output:
-        df.write.format("delta").mode("overwrite").save(f"{output}/{name}")
+        path = f"{output}/{name}"
+        df.write.format("delta").mode("overwrite").save(path)
+        df = df.sparkSession.read.format("delta").load(path)
     print(f"--- {name}: {df.count()} row(s)")
     df.show(rows, truncate=False)
