@@ -15,7 +15,8 @@ every (output row, output column, input row, input column) of the step: the cell
 lineage that :func:`write_baseline` writes as a Delta table. The pairs also answer
 row-level and cell-level lineage questions (with or without influencing cells) by
 composing steps (:meth:`EagerRecorder.backward`, :meth:`EagerRecorder.forward`), an
-oracle for the tiny-scale test.
+oracle for the tiny-scale test; those walks run in Python over the pairs collected to
+the driver, which only tiny data allows.
 
 Source rows get hippo's content-hash id (only so answers can be compared by
 ``hippo_row_id``); everything else is computed here. Column mappings are the ones each
@@ -27,9 +28,9 @@ workload here groups by a nullable key).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -76,6 +77,7 @@ class EagerRecorder:
         self.frames: list[DataFrame] = []       # user columns + BID
         self.source_of: dict[int, str] = {}     # frame number -> source name
         self.steps: list[Step] = []
+        self._collected: dict[int, tuple[dict, dict]] = {}
 
     def source(self, name: str, df: DataFrame) -> EagerFrame:
         cols = [F.col(f"`{c}`") for c in df.columns]
@@ -104,87 +106,97 @@ class EagerRecorder:
         return frame
 
     # -- oracle ----------------------------------------------------------------------
-    def backward(self, output: int, where: Column, columns: list[str] | None,
-                 mappings: list[StepMapping] | None = None,
-                 influencing: bool = False) -> dict[str, DataFrame]:
-        """Source name -> (hippo_row_id[, column]) reached backward from ``output`` rows.
+    # The walks run in Python over each step's row pairs, collected to the driver once:
+    # an oracle for the tiny-scale test, where a walk as Spark jobs (one per step and
+    # question) cost more than the lineage queries it checks.
+    def _links(self, step: Step) -> tuple[dict[int, list[tuple[int, int]]],
+                                          dict[tuple[int, int], list[int]]]:
+        """A step's pairs as out_row -> [(in_side, in_row)] and (in_side, in_row) ->
+        [out_row], collected once."""
+        if step.index not in self._collected:
+            back: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            fwd: dict[tuple[int, int], list[int]] = defaultdict(list)
+            for out_row, side, in_row in step.pairs.select(
+                    "out_row", "in_side", "in_row").toLocalIterator():
+                back[out_row].append((side, in_row))
+                fwd[(side, in_row)].append(out_row)
+            self._collected[step.index] = (back, fwd)
+        return self._collected[step.index]
 
-        Row level (``columns=None``): DataFrames of ``hippo_row_id``. Cell level: of
-        (``hippo_row_id``, ``column``) source cells, composing per-step cells through
-        ``mappings``' contributing columns. ``influencing=True`` adds, at every step,
-        the step's influencing columns of every input row behind a chosen row, traced
-        back to the source cells they are computed from.
+    def _ids(self, frame: int, where: Column | str) -> set[int]:
+        return {r[0] for r in self.frames[frame].filter(where).select(BID).collect()}
+
+    def backward(self, output: int, where: Column | str, columns: list[str] | None,
+                 mappings: list[StepMapping] | None = None,
+                 influencing: bool = False) -> dict[str, set[Any]]:
+        """Source name -> the ``hippo_row_id`` (row level, ``columns=None``) or the
+        (``hippo_row_id``, column) source cells reached backward from ``output`` rows.
+
+        Cells compose per-step cells through ``mappings``' contributing columns.
+        ``influencing=True`` adds, at every step, the step's influencing columns of every
+        input row behind a chosen row, traced back to the source cells they are
+        computed from.
         """
-        chosen = self.frames[output].filter(where).select(F.col(BID).alias("row"))
-        rows: dict[int, list[DataFrame]] = {output: [chosen]}
-        cells: dict[int, list[DataFrame]] = {}
+        rows: dict[int, set[int]] = {output: self._ids(output, where)}
+        cells: dict[int, set[tuple[int, int]]] = {}
         if columns is not None:
             names = self._user(output)
-            idx = [names.index(c) for c in columns]
-            cells[output] = [chosen.crossJoin(
-                self.spark.createDataFrame([(i,) for i in idx], "col int"))]
+            cells[output] = {(r, names.index(c)) for r in rows[output] for c in columns}
         need_rows = columns is None or influencing
         for step in reversed(self.steps):
             if step.output not in rows and step.output not in cells:
                 continue
-            found = []  # (in_side, in_row, in_col) cells this step leads to
-            if need_rows:
-                here_rows = self._settled(rows[step.output])
-                links = step.pairs.join(here_rows.withColumnRenamed("row", "out_row"),
-                                        "out_row")
-                for side, frame in enumerate(step.inputs):
-                    rows.setdefault(frame, []).append(
-                        links.filter(F.col("in_side") == side).select(F.col("in_row").alias("row")))
+            back, _ = self._links(step)
+            if need_rows and step.output in rows:
+                for out_row in rows[step.output]:
+                    for side, in_row in back.get(out_row, ()):
+                        rows.setdefault(step.inputs[side], set()).add(in_row)
                 if influencing:
-                    infl = _small_frame(self.spark, _influencing_rows(step, mappings[step.index]),
-                                        "in_side int, in_col int")
-                    found.append(links.join(F.broadcast(infl), "in_side").select(
-                        "in_side", "in_row", "in_col"))
+                    infl = _influencing_rows(step, mappings[step.index])
+                    for out_row in rows[step.output]:
+                        for side, in_row in back.get(out_row, ()):
+                            for s, in_col in infl:
+                                if s == side:
+                                    cells.setdefault(step.inputs[side], set()).add(
+                                        (in_row, in_col))
             if columns is not None and step.output in cells:
-                here = self._settled(cells[step.output])
-                found.append(step_cells(self.spark, step, mappings[step.index]).join(
-                    here.withColumnRenamed("row", "out_row").withColumnRenamed("col", "out_col"),
-                    ["out_row", "out_col"]).select("in_side", "in_row", "in_col"))
-            for part in found:
-                for side, frame in enumerate(step.inputs):
-                    cells.setdefault(frame, []).append(part.filter(F.col("in_side") == side).select(
-                        F.col("in_row").alias("row"), F.col("in_col").alias("col")))
-        frontier = rows if columns is None else cells
-        out: dict[str, list[DataFrame]] = {}
-        for frame, parts in frontier.items():
-            if frame in self.source_of:
-                got = reduce(DataFrame.union, parts).distinct()
-                if columns is not None:
-                    names = self._user(frame)
-                    lookup = self.spark.createDataFrame(list(enumerate(names)), "col int, column string")
-                    got = got.join(lookup, "col").select("row", "column")
-                out.setdefault(self.source_of[frame], []).append(
-                    got.withColumnRenamed("row", "hippo_row_id"))
-        return {name: reduce(DataFrame.union, parts).distinct() for name, parts in out.items()}
-
-    def _settled(self, parts: list[DataFrame]) -> DataFrame:
-        """The union of ``parts``, computed once: later steps build on it, and a plan that
-        repeats every earlier step's unions would grow with each step."""
-        here = reduce(DataFrame.union, parts).distinct()
-        return here.localCheckpoint(eager=True) if self.materialize else here
-
-    def forward(self, source: str, where: Column) -> dict[int, DataFrame]:
-        """Frame number -> ids of its rows reached forward from the chosen source rows."""
-        reached: dict[int, list[DataFrame]] = {}
-        for number, name in self.source_of.items():
-            if name == source:
-                reached[number] = [self.frames[number].filter(where).select(F.col(BID).alias("row"))]
-        for step in self.steps:
-            got = []
-            for side, frame in enumerate(step.inputs):
-                if frame in reached:
-                    ids = reduce(DataFrame.union, reached[frame]).distinct()
-                    got.append(step.pairs.filter(F.col("in_side") == side).join(
-                        ids.withColumnRenamed("row", "in_row"), "in_row")
-                        .select(F.col("out_row").alias("row")))
+                per_col: dict[int, list[tuple[int, int]]] = defaultdict(list)
+                for out_col, side, in_col in _mapping_rows(step, mappings[step.index]):
+                    per_col[out_col].append((side, in_col))
+                for out_row, out_col in cells[step.output]:
+                    for side, in_row in back.get(out_row, ()):
+                        for s, in_col in per_col.get(out_col, ()):
+                            if s == side:
+                                cells.setdefault(step.inputs[side], set()).add((in_row, in_col))
+        out: dict[str, set[Any]] = {}
+        for frame, name in self.source_of.items():
+            if columns is None:
+                got: set[Any] = rows.get(frame, set())
+            else:
+                names = self._user(frame)
+                got = {(row, names[col]) for row, col in cells.get(frame, set())}
             if got:
-                reached.setdefault(step.output, []).extend(got)
-        return {f: reduce(DataFrame.union, parts).distinct() for f, parts in reached.items()}
+                out.setdefault(name, set()).update(got)
+        return out
+
+    def forward(self, source: str, where: Column | str) -> dict[int, set[int]]:
+        """Frame number -> ids of its rows reached forward from the chosen source rows."""
+        reached = {number: self._ids(number, where)
+                   for number, name in self.source_of.items() if name == source}
+        for step in self.steps:
+            _, fwd = self._links(step)
+            got: set[int] = set()
+            for side, frame in enumerate(step.inputs):
+                for in_row in reached.get(frame, ()):
+                    got.update(fwd.get((side, in_row), ()))
+            if got or any(f in reached for f in step.inputs):
+                reached.setdefault(step.output, set()).update(got)
+        return reached
+
+    def rows_of(self, frame: int, ids: set[int]) -> DataFrame:
+        """The user columns of frame ``frame``'s rows whose id is in ``ids``."""
+        wanted = self.spark.createDataFrame([(i,) for i in sorted(ids)], f"{BID} bigint")
+        return self.frames[frame].join(wanted, BID, "left_semi").drop(BID)
 
 
 class EagerFrame:
