@@ -43,6 +43,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,8 @@ __all__ = ["SinkRepair", "RemovalReport", "remove", "restore", "removals", "inco
 # row's sources; a full recompute reads every source once. Above this share of a sink's
 # rows affected, the estimate says a full recompute is cheaper.
 INCREMENTAL_SHARE = 1 / 3
+# Tables a restore restores side by side (see _restore_tables).
+RESTORE_THREADS = 3
 # Plan nodes that, after an aggregate the removal reaches, cannot bring rows in.
 _AFTER_AGGREGATE_OK = {"Project", "Sort", "Repartition", "RepartitionByExpression", "Union",
                        "SubqueryAlias"}
@@ -579,8 +582,6 @@ def incomplete(spark: SparkSession, root: str) -> list[str]:
 def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
     """Undo removal ``removal_id`` (applied, or interrupted part way); returns each
     table's path and the version it is back at."""
-    from delta.tables import DeltaTable
-
     with _removal_lock(root):
         rows = removals(spark, root).filter(F.col("removal_id") == removal_id).collect()
         if not rows:
@@ -609,10 +610,7 @@ def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
         if moved:
             raise RemovalError(f"cannot restore removal `{removal_id}`: tables changed since "
                                f"it, and restoring would lose those changes: {', '.join(moved)}")
-        for path, before in todo.items():
-            _commit(spark, path, tag, f"restoring `{path}`",
-                    lambda path=path, before=before: DeltaTable.forPath(spark, path)
-                    .restoreToVersion(before))
+        _restore_tables(spark, todo, tag)
         _update(spark, root, tables.QUARANTINE, F.col("removal_id") == removal_id, None)
         _update(spark, root, tables.RUNS, F.col("run_id") == removal_id,
                 {"status": "'restored'"})
@@ -620,6 +618,37 @@ def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
         _event(spark, root, removal_id, "restored", base,
                {p: (v["before"], v["after"]) for p, v in row["tables"].items()}, row["report"])
         return todo
+
+
+def _restore_tables(spark: SparkSession, todo: dict[str, int], tag: str) -> None:
+    """RESTORE each table to its version, ``RESTORE_THREADS`` tables at a time, each by
+    one commit tagged ``tag``.
+
+    A RESTORE is some 30 small Spark jobs (file lists of both versions, a missing-file
+    check, metrics) whose driver-side pauses leave cores idle; tables restored side by
+    side fill them. All commits carry the same tag, so it is set once for all threads.
+    A table that fails stops the rest from starting; calling restore again finishes
+    the job (tables restored by a commit with this tag are skipped).
+    """
+    from delta.tables import DeltaTable
+
+    def one(path: str, before: int) -> None:
+        committed(path, lambda: DeltaTable.forPath(spark, path).restoreToVersion(before),
+                  f"restoring `{path}`")
+
+    with _tagged(spark, tag):
+        with ThreadPoolExecutor(max_workers=RESTORE_THREADS) as pool:
+            futures = [pool.submit(one, path, before) for path, before in todo.items()]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    for path in todo:
+        if commit_version(spark, path, tag, latest_version(spark, path)) is None:
+            raise RemovalError(f"restoring `{path}`: no commit tagged `{tag}` landed")
 
 
 def _update(spark: SparkSession, root: str, table: str, cond: Column,
