@@ -187,12 +187,27 @@ def chosen_ids(slots: Slots, sink: Step, where: str | Column) -> DataFrame:
 
 
 def cut_sources(run: RecordedRun, lineage: dict[str, DataFrame]) -> dict[int, DataFrame]:
-    """Per source step, its rows (hidden columns included) that a backward answer holds."""
+    """Per source step, its rows (hidden columns included) that a row-level backward
+    answer holds.
+
+    The answer already holds each of those rows, every column and as many times as the
+    source does: a source step's hidden columns are its id and its slot, a copy of the
+    id. So the rows are taken from it, not found again by hashing every row of the
+    source (4.4 s of a removal at 10 million rows). An answer without every column of
+    the source falls back to that search.
+    """
     cut = {}
     for source, rows in lineage.items():
-        op = run.source(source).op_id
+        step = run.source(source)
+        whole = run.frame(step.op_id)
+        hidden = {ID, step.source.slot}
+        user = [c for c in whole.columns if c not in hidden]
+        if set(whole.columns) >= hidden and set(user) <= set(rows.columns):
+            cut[step.op_id] = rows.select(*[  # the same column order
+                F.col("hippo_row_id").alias(c) if c in hidden else F.col(quoted(c))
+                for c in whole.columns])
+            continue
         ids = rows.select(F.col("hippo_row_id").alias(ID)).distinct()
-        whole = run.frame(op)
-        cut[op] = whole.join(ids, ID, "left_semi").select(  # the same column order
+        cut[step.op_id] = whole.join(ids, ID, "left_semi").select(
             *[F.col(quoted(c)) for c in whole.columns])
     return cut
