@@ -14,7 +14,8 @@ import struct
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark import SparkContext
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.recorded.ids import COLUMN, is_hidden, pos_name, quoted
@@ -62,25 +63,27 @@ _MANY = 16  # from this many values on, the IN list is handed to the JVM in one 
 
 
 def _isin(col: Column, values: list[Any]) -> Column:
-    """``col IN (values)``, the same expression ``Column.isin`` builds.
+    """``col IN (values)``, keeping the rows ``Column.isin`` keeps.
 
     ``Column.isin`` makes two Py4J round trips per value (a literal, then a list
     element): 0.4 s for 1,000 values, and a removal at 10 million rows built eight such
     lists. Ints and floats are packed into one byte string instead, strings joined into
-    one string, and the JVM unpacks them into a Scala sequence: a few round trips in all. The literals are what
-    ``Column.isin`` makes of the same Python values (ints as Java ints when all fit, else
-    longs; floats as doubles; strings as strings), so Delta's data skipping reads the
-    same filter. Other types, and strings holding a NUL (the separator), take
-    ``Column.isin``.
+    one string, and the JVM unpacks them into a Scala sequence: a few round trips in
+    all. The literals are of the types ``Column.isin`` gives the same Python values
+    (ints as Java ints, floats as doubles, strings as strings), so Delta's data skipping
+    reads the same filter. One difference: ints that do not all fit 32 bits are all
+    longs here, where ``isin`` makes each an int or a long by its size (the same rows
+    after Spark's type coercion). Other types, and strings holding a NUL (the
+    separator), take ``Column.isin``.
     """
     kinds = {type(v) for v in values}
     if len(values) < _MANY or len(kinds) != 1:
         return col.isin(values)
     kind = kinds.pop()
-    spark = SparkSession.getActiveSession()
-    if spark is None:
+    sc = SparkContext._active_spark_context  # seen from every thread, unlike the session
+    if sc is None:
         return col.isin(values)
-    gateway = spark.sparkContext._gateway
+    gateway = sc._gateway
     jvm = gateway.jvm
     n = len(values)
     if kind is int:

@@ -187,14 +187,16 @@ def chosen_ids(slots: Slots, sink: Step, where: str | Column) -> DataFrame:
 
 
 def cut_sources(run: RecordedRun, lineage: dict[str, DataFrame]) -> dict[int, DataFrame]:
-    """Per source step, its rows (hidden columns included) that a row-level backward
-    answer holds.
+    """Per source step, its rows (hidden columns included) that a backward answer holds.
 
-    The answer already holds each of those rows, every column and as many times as the
-    source does: a source step's hidden columns are its id and its slot, a copy of the
-    id. So the rows are taken from it, not found again by hashing every row of the
-    source (4.4 s of a removal at 10 million rows). An answer without every column of
-    the source falls back to that search.
+    ``lineage`` must be a row-level answer (``lineage_of(..., columns=None)``): each
+    source row it reaches, with every column, as many times as the source holds it (the
+    source joined to the reached ids; a value hint only skips rows of other ids). A
+    source step's hidden columns are its id and its slot, a copy of the id, so the rows
+    are taken from the answer, not found again by hashing every row of the source (4.4 s
+    of a removal at 10 million rows). An answer without every column of the source
+    falls back to that search. A cell-level answer (nulls where a cell is not reached)
+    must not be passed.
     """
     cut = {}
     for source, rows in lineage.items():

@@ -4,6 +4,7 @@ restore brings every table back; what cannot be removed safely is refused."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -159,7 +160,8 @@ def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, t
         store.remove("mem", where="x = 1")
 
 
-def test_a_restore_that_stopped_part_way_is_finished_by_calling_it_again(spark, tmp_path):
+def test_a_restore_that_stopped_part_way_is_finished_by_calling_it_again(spark, tmp_path,
+                                                                         monkeypatch):
     from delta.tables import DeltaTable
 
     store, _, o_path, c_path = _record(spark, tmp_path, ("by_cust", "inner"))
@@ -175,9 +177,25 @@ def test_a_restore_that_stopped_part_way_is_finished_by_calling_it_again(spark, 
     assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
     assert _sinks(spark, tmp_path) != before
 
-    back = store.restore(report.run_id)
-    assert o_path not in back and sorted(back) == sorted(
-        str(tmp_path / "out" / n) for n in ("by_cust", "inner"))
+    # The second try fails on one table: the error names it and what was restored.
+    import hippo.diagnose.remove as remove_module
+
+    inner, real = str(tmp_path / "out" / "inner"), remove_module.committed
+
+    def failing(path, commit, what):
+        if path == inner:
+            raise RuntimeError("disk full")
+        return real(path, commit, what)
+
+    monkeypatch.setattr(remove_module, "committed", failing)
+    with pytest.raises(RemovalError, match=rf"restoring `{re.escape(inner)}` failed \(disk full\); "
+                                           r"restored: .*by_cust`?\. Call restore again"):
+        store.restore(report.run_id)
+    monkeypatch.setattr(remove_module, "committed", real)
+    assert [r.status for r in store.removals().collect()] == ["applied"]
+
+    back = store.restore(report.run_id)  # the third try finishes the job
+    assert sorted(back) == [inner]
     assert _sinks(spark, tmp_path) == before
     assert spark.read.format("delta").load(o_path).count() == len(ORDERS)
     assert spark.read.format("delta").load(f"{store.path}/quarantine").count() == 0
