@@ -76,6 +76,8 @@ def _isin(col: Column, values: list[Any]) -> Column:
     after Spark's type coercion). Other types, and strings holding a NUL (the
     separator), take ``Column.isin``.
     """
+    if len(values) == 1:  # what Spark's optimizer makes of a one-value IN, in 2 round trips
+        return col == F.lit(values[0])
     kinds = {type(v) for v in values}
     if len(values) < _MANY or len(kinds) != 1:
         return col.isin(values)

@@ -38,6 +38,10 @@ def test_an_in_list_keeps_the_rows_and_literals_column_isin_does(spark, case):
     kept = sorted(data.filter(ours).collect(), key=repr)
     assert kept == sorted(data.filter(theirs).collect(), key=repr)
     assert len(kept) == len(values[::2]) + 1  # each chosen value once, and the null
+    for one in ([values[3]], [values[-1], None]):  # one value: an equality
+        ours, theirs = _both(one)
+        assert sorted(data.filter(ours).collect(), key=repr) == sorted(
+            data.filter(theirs).collect(), key=repr), one
 
 
 def test_floats_match_nan_and_signed_zeros_like_spark_does(spark):
@@ -47,6 +51,10 @@ def test_floats_match_nan_and_signed_zeros_like_spark_does(spark):
     assert str(ours) == str(theirs)
     # Spark's equality: NaN = NaN, and 0.0 = -0.0.
     assert data.filter(ours).count() == data.filter(theirs).count() == len(values) + 1
+    for one in ([math.nan], [-0.0]):
+        ours, theirs = _both(one)
+        assert data.filter(ours).count() == data.filter(theirs).count() == len(one) + (
+            one == [-0.0]), one
 
 
 def test_ints_some_wider_than_32_bits_keep_the_same_rows(spark):
