@@ -644,16 +644,17 @@ def _restore_tables(spark: SparkSession, todo: dict[str, int], tag: str) -> None
                   f"restoring `{path}`")
 
     failed: dict[str, BaseException] = {}
+    futures: dict[Any, str] = {}
     with _tagged(spark, tag):
         pool = ThreadPoolExecutor(max_workers=RESTORE_THREADS)
         try:
-            target = inheritable_thread_target(one)
+            target = inheritable_thread_target(spark)(one)  # job properties and tags
             futures = {pool.submit(target, path, before): path for path, before in todo.items()}
             wait(futures, return_when=FIRST_EXCEPTION)
             for future in futures:
                 future.cancel()  # not started yet: left for the next call
-        finally:
-            pool.shutdown(wait=True)  # running RESTOREs end before the tag is cleared
+        finally:  # running RESTOREs end before the tag is cleared
+            pool.shutdown(wait=True, cancel_futures=True)
         for future, path in futures.items():
             if not future.cancelled() and future.exception() is not None:
                 failed[path] = future.exception()
@@ -661,7 +662,7 @@ def _restore_tables(spark: SparkSession, todo: dict[str, int], tag: str) -> None
         done = [p for f, p in futures.items() if not f.cancelled() and p not in failed]
         for path, err in failed.items():
             log.warning("restoring %s failed: %s", path, first_line(err))
-        path, err = next(iter(failed.items()))
+        err = next(iter(failed.values()))
         raise RemovalError(
             f"restoring {listing(failed)} failed ({first_line(err)}); restored: "
             f"{listing(done)}. Call restore again to finish the job") from err
