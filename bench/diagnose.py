@@ -1,7 +1,9 @@
 """Diagnosis benchmark: removal repair, what-if preview and single-row replay.
 
-A synthetic pipeline over ``--rows`` source events (default 10 million): filter, join a
-50-row dimension, group by (key, label) into ~100,000 groups, one Delta sink. Measured
+A synthetic pipeline over ``--rows`` source events (default 10 million): filter, an
+amount in cents, join a 50-row dimension, group by (key, label) into ~100,000 groups
+(sum and count of the amount, count of rows: exact types, so a removal is repaired by
+subtraction, :mod:`hippo.diagnose.invert`), one Delta sink. Measured
 in one session, side by side:
 
 * **removal**: ``store.remove`` of 0.01% of the source rows (a contiguous id range, so
@@ -63,8 +65,10 @@ def make_data(spark: Any, rows: int, folder: Path) -> tuple[str, str]:
 
 def pipeline(events: Any, dim: Any) -> Any:
     """The same pipeline over tracked or plain DataFrames."""
-    return (events.filter(F.col("v") > 1.0).join(dim, "cat")
-            .groupBy("k", "label").agg(F.sum("v").alias("total"), F.count(F.lit(1)).alias("n")))
+    return (events.filter(F.col("v") > 1.0).withColumn("cents", (F.col("v") * 100).cast("long"))
+            .join(dim, "cat").groupBy("k", "label")
+            .agg(F.sum("cents").alias("total"), F.count("cents").alias("priced"),
+                 F.count(F.lit(1)).alias("n")))
 
 
 def _timed(fn: Any) -> tuple[float, Any]:
@@ -118,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         t_restore, _ = _timed(lambda r=report: store.restore(r.run_id))
         _log(f"pair {pair}: removal {t_remove:.1f} s ({repair.how}, {repair.write}), full "
              f"recompute {t_full:.1f} s, restore {t_restore:.1f} s")
+        how = f"{repair.how} ({'subtraction' if 'subtracted' in repair.why else 'lineage'})"
         rows.append([pair, report.removed, repair.changed + repair.deleted + repair.added,
-                     repair.how, f"{t_remove:.2f}", f"{t_full:.2f}",
+                     how, f"{t_remove:.2f}", f"{t_full:.2f}",
                      f"{t_full / t_remove:.2f}", f"{t_restore:.2f}"])
     written = spark.read.format("delta").load(out)
     picks = written.orderBy(F.xxhash64("k", "label")).limit(args.picks + 1).collect()
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     result = "\n".join([
         header("Diagnosis: removal repair, preview, replay", spark, {
             "data": f"{args.rows:,} source events, {GROUPS:,} keys x 7 labels, "
-                    f"{CATEGORIES}-row dimension; pipeline filter, join, groupBy, Delta sink",
+                    f"{CATEGORIES}-row dimension; pipeline filter, withColumn, join, "
+                    "groupBy (sum and counts of a long), Delta sink",
             "removal": f"`{where}` ({removed:,} rows, 0.01%)"}),
         "",
         "### Removal repair vs a full recompute (plain Spark over the cleaned source, to "

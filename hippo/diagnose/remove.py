@@ -4,8 +4,11 @@
 repairs every sink they reached, so each sink equals a recomputation of the run on the
 cleaned sources:
 
-1. the affected output rows are found by forward lineage;
-2. per sink, the repair is *incremental* (only the affected rows are recomputed, from
+1. a sink written straight from a group-by of counts and exact sums, reached through
+   linear steps, is repaired by subtraction (:mod:`hippo.diagnose.invert`): the
+   group-by over the removed rows alone, taken from the written rows;
+2. for the other sinks the affected output rows are found by forward lineage, and the
+   repair is *incremental* (only the affected rows are recomputed, from
    their backward lineage less the removed rows) or *full* (the run is replayed on the
    cleaned sources), chosen from an estimate of their costs and from whether the path
    from the source to the sink lets a removal bring rows in (then only a full
@@ -53,6 +56,7 @@ import networkx as nx
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from hippo.diagnose.invert import NOT_GROUP_BY, Inversion, invertible, subtracted
 from hippo.errors import RemovalError, first_line, listing
 from hippo.query.backward import lineage_of
 from hippo.query.forward import forward
@@ -221,13 +225,28 @@ class _Plan:
     frame: DataFrame | None  # the same rows with hippo's hidden columns
     changes: DataFrame | None  # None: nothing changes
     counts: dict[str, int]
+    one_row_per_id: bool = False  # known without a look: every id one row, values distinct
 
 
-def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed_ids: DataFrame,
-          affected: DataFrame | None, force_full: str | None = None) -> _Plan:
+def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed: DataFrame,
+          affected: DataFrame | None, force_full: str | None = None,
+          inversion: Inversion | str | None = None) -> _Plan:
+    """How to repair ``sink``: by subtraction (``inversion``), or else from lineage or a
+    full recompute; a string ``inversion`` says why subtraction does not apply."""
     run = slots.run
-    old = slots.sink_rows(sink).select("hippo_row_id", "row_hash")
     written = slots.written(sink)
+    removed_ids = removed.select(ID).distinct()
+    if isinstance(inversion, Inversion) and force_full is None:
+        old, new = subtracted(run, inversion, source_op, removed, written)
+        new = new.localCheckpoint(eager=True)
+        changes = _changes(old, new).localCheckpoint(eager=True)
+        counts = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+        groups = sum(counts.values())
+        why = (f"the removed rows reach {groups} groups: their counts and exact sums are "
+               "subtracted from the written rows (no other source row is read; a full "
+               "recompute reads every source row)")
+        return _Plan(sink, "incremental", why, new, None, changes, counts, one_row_per_id=True)
+    old = slots.sink_rows(sink).select("hippo_row_id", "row_hash")
     total = written.count()
     n_affected = 0 if affected is None else affected.count()
     unsafe = force_full or full_only(run, source_op, sink)
@@ -262,6 +281,8 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed_
     new = _new_rows(frame, sink)
     changes = _changes(old, new).localCheckpoint(eager=True)
     counts = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+    if isinstance(inversion, str) and inversion != NOT_GROUP_BY:
+        why += f"; not by subtraction: {inversion}"
     return _Plan(sink, how, why, new, frame, changes, counts)
 
 
@@ -408,10 +429,15 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
         removed_ids = removed.select(ID).distinct()
         cleaned = whole.join(removed_ids, ID, "left_anti").select(
             *[F.col(quoted(c)) for c in whole.columns])
-        affected = forward(slots, source_name, where, None) if n_removed else {}
-        plans = {s.sink.name: _plan(slots, s, source.op_id, cleaned, removed_ids,
-                                    affected.get(s.sink.name))
-                 for s in reached if n_removed}
+        inversions = {s.sink.name: invertible(run, source.op_id, s) for s in reached}
+        for name, inv in inversions.items():
+            if not isinstance(inv, Inversion):
+                log.info("sink `%s` is not repaired by subtraction: %s", name, inv)
+        lineage_needed = not all(isinstance(i, Inversion) for i in inversions.values())
+        affected = forward(slots, source_name, where, None) if n_removed and lineage_needed else {}
+        plans = {s.sink.name: _plan(
+            slots, s, source.op_id, cleaned, removed, affected.get(s.sink.name),
+            inversion=inversions[s.sink.name]) for s in reached if n_removed}
         repairs = {}
         for name, plan in plans.items():
             counts = plan.counts
@@ -483,12 +509,11 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
             repairs[name] = repair
             versions.pop(plan.sink.sink.path, None)
             continue
-        if _mergeable(slots, plan):
+        if plan.one_row_per_id or _mergeable(slots, plan):
             version, write = _merge(spark, plan, removal_id), "merge"
         else:
             if plan.how == "incremental":  # identical rows: rewrite the whole sink
-                plan = _plan(slots, plan.sink, source.op_id, cleaned,
-                             removed.select(ID).distinct(), None,
+                plan = _plan(slots, plan.sink, source.op_id, cleaned, removed, None,
                              force_full="the sink holds identical rows a MERGE cannot tell apart")
             version, write = _overwrite(spark, plan, removal_id), "overwrite"
         counts = plan.counts

@@ -53,25 +53,47 @@ def _multiset(df):
                    for r in df.collect())
 
 
-def _record(spark, folder, sinks=None):
+def exact_pipeline(o, c):
+    """Aggregates a subtraction undoes (counts, sums of integers and decimals), after
+    linear steps (filter, join with an unchanged side, explode, union), and one it does not."""
+    counted = [F.count(F.lit(1)).alias("n"), F.sum("qty").alias("q"), F.count("qty").alias("nq")]
+    cents = o.withColumn("cents", (F.col("price") * 100).cast("decimal(12,2)"))
+    return {
+        "qty_by_cust": o.groupBy("cust").agg(*counted),
+        "by_region": o.join(c, "cust").groupBy("region").agg(*counted),
+        "by_tag": o.select("qty", F.explode(F.split("tags", ",")).alias("tag"))
+                   .groupBy("tag").agg(*counted),
+        "cents": cents.groupBy("cust").agg(  # a sum of what cannot be null needs no count
+            F.count(F.lit(1)).alias("n"), F.sum("cents").alias("total"),
+            F.count("cents").alias("priced"), F.sum(F.coalesce("qty", F.lit(0))).alias("q0")),
+        "names": o.select(F.col("cust").alias("name"), "qty").union(
+            c.select(F.col("region").alias("name"), F.col("tier").alias("qty")))
+                  .groupBy("name").agg(*counted),
+        # tier can be null and is not counted: a subtraction cannot see its sum go null
+        "tier_sum": o.join(c, "cust").groupBy("region").agg(
+            F.count(F.lit(1)).alias("n"), F.sum("tier").alias("t")),
+    }
+
+
+def _record(spark, folder, sinks=None, pipe=None):
     o_path, c_path = str(folder / "orders"), str(folder / "customers")
     spark.createDataFrame(ORDERS, ORDERS_SCHEMA).coalesce(2).write.format("delta").save(o_path)
     spark.createDataFrame(CUSTOMERS, CUSTOMERS_SCHEMA).write.format("delta").save(c_path)
     store = hippo.LineageStore(spark, str(folder / "lineage"))
     with store.run("shop") as run:
-        outs = pipeline(run.source("orders", o_path), run.source("customers", c_path))
+        outs = (pipe or pipeline)(run.source("orders", o_path), run.source("customers", c_path))
         for name, df in outs.items():
             if sinks is None or name in sinks:
                 run.sink(name, df, str(folder / "out" / name))
     return store, run, o_path, c_path
 
 
-def _expected(spark, o_path, c_path, o_where=None, c_where=None):
+def _expected(spark, o_path, c_path, o_where=None, c_where=None, pipe=None):
     o = spark.read.format("delta").option("versionAsOf", 0).load(o_path)
     c = spark.read.format("delta").option("versionAsOf", 0).load(c_path)
     o = o if o_where is None else o.filter(f"NOT coalesce({o_where}, false)")
     c = c if c_where is None else c.filter(f"NOT coalesce({c_where}, false)")
-    return {name: _multiset(df) for name, df in pipeline(o, c).items()}
+    return {name: _multiset(df) for name, df in (pipe or pipeline)(o, c).items()}
 
 
 def _sinks(spark, folder):
@@ -123,6 +145,36 @@ def test_removal_repairs_every_sink_like_a_recompute_and_restore_undoes_it(spark
     assert report.sinks["anti"].how == "full" and report.sinks["anti"].added == 2
     assert "left anti join" in report.sinks["anti"].why
     assert report.sinks["semi"].how == "incremental"
+
+
+def test_counts_and_exact_sums_are_repaired_by_subtracting_the_removed_rows(spark, tmp_path):
+    store, run, o_path, c_path = _record(spark, tmp_path, pipe=exact_pipeline)
+    before = _sinks(spark, tmp_path)
+    # All of ann's orders (north keeps only cy's order, whose qty is null) and one of bob's.
+    where = "oid IN (1, 3, 8, 5)"
+    expected = _expected(spark, o_path, c_path, o_where=where, pipe=exact_pipeline)
+
+    preview = store.remove("orders", where=where, dry_run=True)
+    assert _sinks(spark, tmp_path) == before
+    for name, repair in preview.sinks.items():
+        assert previewed(before[name], repair.preview) == expected[name], name
+    report = store.remove("orders", where=where)
+    assert _sinks(spark, tmp_path) == expected
+    subtracted = {n for n, r in report.sinks.items() if "subtracted" in r.why}
+    assert subtracted == {"qty_by_cust", "by_region", "by_tag", "cents", "names"}, {
+        n: r.why for n, r in report.sinks.items()}
+    assert all(report.sinks[n].how == "incremental" and report.sinks[n].write == "merge"
+               for n in subtracted)
+    assert report.sinks["qty_by_cust"].deleted == 1  # ann's group is gone
+    assert (None, 0) in {(r.q, r.nq) for r in spark.read.format("delta").load(
+        str(tmp_path / "out" / "by_region")).collect()}  # north: a sum left with no value
+    assert "not count its values" in report.sinks["tier_sum"].why
+
+    # From the other side of the joins: bob's region loses its customer.
+    report = store.remove("customers", where="cust = 'bob'")
+    assert _sinks(spark, tmp_path) == _expected(
+        spark, o_path, c_path, o_where=where, c_where="cust = 'bob'", pipe=exact_pipeline)
+    assert {"by_region", "names"} <= {n for n, r in report.sinks.items() if "subtracted" in r.why}
 
 
 def test_a_removal_refuses_moved_data_and_bad_input_and_changes_nothing(spark, tmp_path):
