@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -114,11 +115,17 @@ class RemovalReport:
     removed: int
     sinks: dict[str, SinkRepair]
     dry_run: bool
+    # Wall seconds per phase: "plan" (finding the removed rows and computing every
+    # sink's repair), then, unless a dry run, "quarantine" (the started event and the
+    # quarantined rows), "source" (the delete), "sinks" (their writes), "record" (the
+    # removal's run and its applied event).
+    seconds: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "repaired_run": self.repaired_run,
                 "source": self.source, "where": self.where, "removed": self.removed,
                 "dry_run": self.dry_run,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "sinks": {n: {"changed": r.changed, "deleted": r.deleted, "added": r.added,
                               "how": r.how, "why": r.why, "write": r.write}
                           for n, r in self.sinks.items()}}
@@ -348,13 +355,14 @@ def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
     cond = content_hash([f"t.{x}" for x in q], "row") == F.col("s.__hippo_old")
 
     def merge() -> None:
-        (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond)
-         .whenMatchedDelete(condition="s.__hippo_op = 'delete'")
-         .whenMatchedUpdate(condition="s.__hippo_op = 'update'",
-                            set={x: f"s.{x}" for x in q})
-         .whenNotMatchedInsert(condition="s.__hippo_op = 'insert'",
-                               values={x: f"s.{x}" for x in q})
-         .execute())
+        builder = (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond)
+                   .whenMatchedDelete(condition="s.__hippo_op = 'delete'")
+                   .whenMatchedUpdate(condition="s.__hippo_op = 'update'",
+                                      set={x: f"s.{x}" for x in q}))
+        if plan.counts.get("added"):  # else a matched-only MERGE: Delta skips a full join
+            builder = builder.whenNotMatchedInsert(condition="s.__hippo_op = 'insert'",
+                                                   values={x: f"s.{x}" for x in q})
+        builder.execute()
 
     return _commit(spark, path, tag, f"repairing sink `{plan.sink.sink.name}`", merge)
 
@@ -421,6 +429,7 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
                         "a removal repairs only sinks its run overwrote")
                 _check_unmoved(spark, sink.sink.path, sink.sink.version,
                                f"sink `{sink.sink.name}` at", run.run_id)
+        t0 = time.perf_counter()
         whole = run.frame(source.op_id)
         user = [c for c in whole.columns if not is_hidden(c)]
         removed = checked_filter(whole, where, f"source `{source_name}`", user)
@@ -444,7 +453,8 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
             repairs[name] = SinkRepair(name, counts.get("changed", 0), counts.get("deleted", 0),
                                        counts.get("added", 0), plan.how, plan.why, "none",
                                        _preview(slots, plan) if dry_run else None)
-        report = RemovalReport(None, run.run_id, source_name, text, n_removed, repairs, dry_run)
+        report = RemovalReport(None, run.run_id, source_name, text, n_removed, repairs, dry_run,
+                               {"plan": time.perf_counter() - t0})
         if dry_run or not n_removed:
             return report
         return _apply(slots, report, plans, removed, source, user, where, cleaned)
@@ -474,6 +484,14 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
     root = run.root
     removal_id = uuid.uuid4().hex
     started = _now()
+    seconds = dict(report.seconds)
+    clock = [time.perf_counter()]
+
+    def phase(name: str) -> None:
+        now = time.perf_counter()
+        seconds[name] = seconds.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     info = source.source
     tables.create_tables(spark, root, (tables.QUARANTINE, tables.REMOVALS))
     base = {"repaired_run": run.run_id, "source": report.source, "path": info.path,
@@ -490,6 +508,7 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
         F.col(ID).alias("hippo_row_id"),
         F.to_json(F.struct(*[F.col(quoted(c)) for c in user])).alias("row"))
     tables.append_frame(quarantined, root, tables.QUARANTINE)
+    phase("quarantine")
     _fault("quarantined")
     cond = F.expr(where) if isinstance(where, str) else where
 
@@ -500,6 +519,7 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
 
     versions[info.path] = (info.version, _commit(spark, info.path, removal_id,
                                                  f"removing rows from `{info.path}`", delete))
+    phase("source")
     _fault("source_deleted")
     repairs = {}
     sink_versions = dict(run.sink_versions)
@@ -528,11 +548,13 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
         done = repairs.get(sink.sink.name)
         if sink.sink.rows == "explicit" and (done is None or done.write == "none"):
             _store_sink_rows(slots, _Plan(sink, "", "", None, None, None, {}), removal_id)
-    report = RemovalReport(removal_id, run.run_id, report.source, report.where,
-                           report.removed, repairs, False)
+    phase("sinks")
     _record_run(slots, removal_id, source, versions[info.path][1], sink_versions, started)
     _fault("run_recorded")
+    report = RemovalReport(removal_id, run.run_id, report.source, report.where,
+                           report.removed, repairs, False, seconds)
     _event(spark, root, removal_id, "applied", base, versions, json.dumps(report.to_json()))
+    phase("record")  # the dict the report holds
     return report
 
 

@@ -158,8 +158,11 @@ def test_counts_and_exact_sums_are_repaired_by_subtracting_the_removed_rows(spar
     assert _sinks(spark, tmp_path) == before
     for name, repair in preview.sinks.items():
         assert previewed(before[name], repair.preview) == expected[name], name
+    assert set(preview.seconds) == {"plan"}
     report = store.remove("orders", where=where)
     assert _sinks(spark, tmp_path) == expected
+    assert set(report.seconds) == {"plan", "quarantine", "source", "sinks", "record"}
+    assert all(v > 0 for v in report.seconds.values())
     subtracted = {n for n, r in report.sinks.items() if "subtracted" in r.why}
     assert subtracted == {"qty_by_cust", "by_region", "by_tag", "cents", "names"}, {
         n: r.why for n, r in report.sinks.items()}
