@@ -12,7 +12,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.query.pushdown import copies_filter, few, hintable, local_ids
+from hippo.query.pushdown import copies_filter, few, hintable
 from hippo.query.slots import Slots, check_columns, flag_any, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
@@ -40,14 +40,13 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
     check_columns(columns, user, target)
     picked = checked_filter(src, where, target, user)
     pushable = [c for c in user if hintable(src, c)]
-    rows = few(picked.select(F.col(ID), *[F.col(quoted(c)) for c in pushable]))
-    if rows == []:
+    rows = few(picked.select(*[F.col(quoted(c)) for c in pushable])) if pushable else None
+    if rows == []:  # the where chose no row: nothing is reached
         return {}
-    if rows is None:  # many rows: every path filters the source again
-        chosen, values = picked.select(F.col(ID).alias("id")), None
-    else:  # few: their ids go into the plan as a literal, their values into filters
-        chosen = local_ids(src, [r[0] for r in rows])
-        values = {c: [r[i + 1] for r in rows] for i, c in enumerate(pushable)} if pushable else None
+    # Each path filters the source again for the chosen ids: with data skipping that
+    # costs as little as putting the few ids into the plan as a literal (measured).
+    chosen = picked.select(F.col(ID).alias("id"))
+    values = None if rows is None else {c: [r[i] for r in rows] for i, c in enumerate(pushable)}
     wanted_cols = None if columns is None else frozenset(columns)
     out: dict[str, DataFrame] = {}
     for sink in run.sinks.values():

@@ -21,8 +21,7 @@ from pyspark.sql import functions as F
 from hippo.recorded.ids import COLUMN, is_hidden, pos_name, quoted
 from hippo.recorded.state import LineageState
 
-__all__ = ["Hint", "BARE", "few", "hintable", "hintable_type", "isin", "hint_cond", "copies_filter",
-           "local_ids"]
+__all__ = ["Hint", "BARE", "few", "hintable", "hintable_type", "isin", "hint_cond", "copies_filter"]
 
 Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
 
@@ -107,28 +106,6 @@ def _isin(col: Column, values: list[Any]) -> Column:
     from pyspark.sql.classic.column import Column as ClassicColumn
 
     return ClassicColumn(col._jc.isin(seq))
-
-
-def local_ids(df: DataFrame, ids: list[int]) -> DataFrame:
-    """The 64-bit ``ids`` as a one-partition DataFrame (column ``id``, bigint, distinct).
-
-    Taken from rows a query already brought to the driver (:func:`few`), so the plan
-    holds them as one literal instead of filtering the source again on every path of the
-    walk. The ids go to the JVM packed in one byte string (a few Py4J round trips), and
-    no Python worker starts (``createDataFrame`` of Python rows would start one).
-    """
-    from pyspark.sql.classic.column import Column as ClassicColumn
-
-    spark = df.sparkSession
-    distinct = sorted(set(ids))
-    one = spark.range(0, 1, 1, 1)
-    if not distinct:
-        return one.select(F.lit(None).cast("bigint").alias("id")).where(F.lit(False))
-    gateway = spark.sparkContext._gateway
-    n = len(distinct)
-    array = _unpack(gateway, struct.pack(f">{n}q", *distinct), gateway.jvm.long, "asLongBuffer", 8)
-    literal = ClassicColumn(gateway.jvm.org.apache.spark.sql.functions.lit(array))
-    return one.select(F.explode(literal).alias("id"))
 
 
 def _unpack(gateway: Any, packed: bytes, element: Any, view: str, size: int) -> Any:

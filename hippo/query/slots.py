@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.errors import (
@@ -51,15 +51,15 @@ def nonempty(answers: dict[str, DataFrame]) -> dict[str, DataFrame]:
     """Compute each answer once (kept on the executors) and keep those with rows.
 
     Checking emptiness and then letting the user count would run the whole lineage
-    query twice; a local checkpoint runs it once, and counts its rows on the way (an
-    observed metric), so no second job asks whether it is empty. (Computing the answers
-    concurrently gained nothing measurable on 2 cores.)
+    query twice; a local checkpoint runs it once. (Computing the answers concurrently
+    gained nothing measurable on 2 cores; counting the rows on the way, as an observed
+    metric, instead of asking the checkpoint whether it is empty, was 0.1 s slower per
+    query: the count arrives through the listener bus.)
     """
     out = {}
     for name, result in answers.items():
-        seen = Observation()
-        result = result.observe(seen, F.count(F.lit(1)).alias("rows")).localCheckpoint(eager=True)
-        if seen.get["rows"]:
+        result = result.localCheckpoint(eager=True)
+        if not result.isEmpty():
             out[name] = result
     return out
 
