@@ -15,7 +15,9 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 
 from hippo.capture.run import Run, finish
-from hippo.diagnose.remove import RemovalReport, removals, remove, restore
+from hippo.diagnose.ledger import removals
+from hippo.diagnose.remove import RemovalReport, remove
+from hippo.diagnose.restore import restore
 from hippo.diagnose.replay import replay
 from hippo.errors import HippoError, UnknownRunError
 from hippo.query.backward import backward

@@ -6,8 +6,9 @@ step from the source to the aggregate is *linear* (each output row is made by on
 the source, and the other inputs do not change: filters, projections, explode, unions,
 joins with an unchanged side), the removed rows' contributions are the aggregate computed
 over the pipeline rebuilt on the removed rows alone. So a sink written straight from such
-an aggregate is repaired without reading the rest of the source, without lineage queries
-and without rebuilding any group:
+an aggregate is repaired without lineage queries and without rebuilding any group: what
+is read is the removed rows (the source filtered by the removal's ``where``), the
+unchanged inputs the path joins them with, and the sink:
 
     new value = written value - the removed rows' aggregate, per group key hash;
 
@@ -15,9 +16,10 @@ a group whose row count reaches 0 is deleted. Doubles (not associative: a subtra
 does not give the sum a recompute gives), ``min``/``max``, ``avg`` and distinct
 aggregates are not invertible; those sinks take the lineage-based repair.
 
-Not covered: a long sum that a recompute would overflow (ANSI mode raises, where the
-subtraction gives the wrapped value); the run succeeded, so the sum before the removal
-fitted.
+Integer sums: without ANSI mode both sides wrap alike; with it (Spark's default) a sum
+of the removed rows alone that overflows a long raises, where a recompute may not.
+Decimal sums are taken only while Spark's sum type and the subtraction's stay exact
+(input precision up to 27; wider ones are capped at 38 digits and rounded or overflow).
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ from hippo.recorded.steps import Step
 __all__ = ["Inversion", "invertible", "subtracted", "NOT_GROUP_BY"]
 
 NOT_GROUP_BY = "the sink is not written straight from a group-by"
+_OLD = "__hippo_old_hash"  # not a name a user column can take
 
-_EXACT = ("byte", "short", "integer", "long", "decimal")
+_EXACT = ("byte", "short", "integer", "long")
+# A sum of decimal(p, s) is decimal(p + 10, s), a subtraction of two adds one digit: up
+# to 38 digits, both are exact.
+_DECIMAL_DIGITS = 27
 # Join types whose output rows each come from one row of this side (the other unchanged).
 _LINEAR_SIDE = {"inner": ("left", "right"), "cross": ("left", "right"),
                 "left": ("left",), "left_outer": ("left",), "left_semi": ("left",),
@@ -75,9 +81,14 @@ def invertible(run: RecordedRun, source_op: int, sink: Step) -> Inversion | str:
     agg_step = run.steps[origin.op]
     if sink.inputs != (origin.op,) or agg_step.spec is None:
         return NOT_GROUP_BY
+    if not origin.keys:  # it writes its one row even when no input row is left
+        return f"`{agg_step.step}` at {agg_step.code_location} is an aggregate without keys"
+    if not agg_step.deterministic or not agg_step.state.replay_exact:
+        return f"`{agg_step.step}` at {agg_step.code_location} is not deterministic"
     node = _aggregate_of(agg_step.spec, len(sink.columns))
     if node is None:
-        return f"`{agg_step.step}` at {agg_step.code_location} is more than one group-by"
+        return (f"`{agg_step.step}` at {agg_step.code_location} is not a group-by alone "
+                "over its input")
     why = _linear_path(run, source_op, origin.input_op)
     if why is not None:
         return why
@@ -136,7 +147,7 @@ def _feeds(node: S.Node, fed: list[int]) -> bool:
 def _classify(run: RecordedRun, origin: KeySlot, node: S.Aggregate
               ) -> tuple[tuple[str, ...], int, dict[int, int], str | None]:
     """Per output column of the aggregate: kept, a count, or an exact sum; from the
-    analysed plan of the aggregate rebuilt over its input (one JVM call per column)."""
+    analysed plan of the aggregate rebuilt over its input (a few JVM calls per column)."""
     pos = positional(run.frame(origin.input_op))
     grouped = pos.groupBy(*[F.expr(g) for g in node.groups]).agg(*[F.expr(a) for a in node.aggs])
     plan = grouped._jdf.queryExecution().analyzed()
@@ -166,13 +177,14 @@ def _classify(run: RecordedRun, origin: KeySlot, node: S.Aggregate
                 rows = i if rows < 0 else rows
             if not filtered and len(children) == 1:
                 count_of[i] = children[0]
-        elif name == "Sum" and fn.child().dataType().typeName().split("(")[0] in _EXACT:
+        elif name == "Sum" and _exact(fn.child().dataType()):
             kinds.append("sum")
             if fn.child().nullable():
                 sums[i] = fn.child()
         else:
             return (), -1, {}, (f"computes `{node.aggs[i]}`: only counts and sums of integers "
-                                "or decimals are undone by a subtraction")
+                                f"or of decimals up to {_DECIMAL_DIGITS} digits are undone by "
+                                "a subtraction")
     if rows < 0:
         return (), -1, {}, "has no count of its rows, so a group that loses them all is not seen"
     counts: dict[int, int] = {}
@@ -183,6 +195,14 @@ def _classify(run: RecordedRun, origin: KeySlot, node: S.Aggregate
                                 "not count its values, so a sum that loses them all is not seen")
         counts[i] = match[0]
     return tuple(kinds), rows, counts, None
+
+
+def _exact(dtype: Any) -> bool:
+    """Whether a sum of this type (a JVM DataType) and a subtraction from it are exact."""
+    kind = dtype.typeName().split("(")[0]
+    if kind == "decimal":
+        return int(dtype.precision()) <= _DECIMAL_DIGITS
+    return kind in _EXACT
 
 
 def _seq(seq: Any) -> list[Any]:
@@ -245,7 +265,7 @@ def subtracted(run: RecordedRun, inv: Inversion, source_op: int, removed: DataFr
     cols = list(inv.sink.columns)
     state = inv.sink.state
     rid = content_hash([quoted(cols[p]) for p in state.keyed[state.id_slot]], "key")
-    hit = written.select(rid.alias("hippo_row_id"), F.col(ROW_HASH).alias("row_hash"),
+    hit = written.select(rid.alias("hippo_row_id"), F.col(ROW_HASH).alias(_OLD),
                          *[F.col(quoted(c)) for c in cols]).join(
         delta, F.col("hippo_row_id") == F.col(KEY))
     types = dict(written.dtypes)
@@ -262,7 +282,7 @@ def subtracted(run: RecordedRun, inv: Inversion, source_op: int, removed: DataFr
             value = F.when(left > 0, value)
         after.append(value.cast(types[c]).alias(c))
     rows_left = F.col(quoted(cols[inv.rows])) - F.coalesce(F.col(names[inv.rows]), F.lit(0))
-    old = hit.select("hippo_row_id", "row_hash")
+    old = hit.select("hippo_row_id", F.col(_OLD).alias("row_hash"))
     new = hit.filter(rows_left > 0).select("hippo_row_id", *after)
     new = new.select("hippo_row_id", row_hash(cols).alias("new_hash"),
                      *[F.col(quoted(c)) for c in cols])

@@ -1,4 +1,4 @@
-"""Anomaly removal with repair, its what-if preview, and restore.
+"""Anomaly removal with repair, and its what-if preview (undone by :mod:`.restore`).
 
 ``remove`` takes the source rows a ``where`` chooses out of a recorded run's source and
 repairs every sink they reached, so each sink equals a recomputation of the run on the
@@ -21,10 +21,6 @@ cleaned sources:
    make a MERGE ambiguous), and the removal recorded as a new run (same steps, the new
    versions) plus a ``removals`` row linking it to the run it repaired.
 
-``restore`` undoes one removal: every table it changed goes back to its version before
-(Delta RESTORE), the quarantined rows are dropped (they are back in the source), and the
-removal's run is marked ``restored`` so queries answer from the run it repaired.
-
 Removals and restores of one store are serialized across processes (a lock per store),
 and each checks first that no table it would change has moved since the run it
 repairs; it refuses with RemovalError otherwise. The commits are in this order: a
@@ -43,13 +39,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
-import signal
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +49,16 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.diagnose.invert import NOT_GROUP_BY, Inversion, invertible, subtracted
-from hippo.errors import RemovalError, first_line, listing
+from hippo.diagnose.ledger import (
+    commit,
+    event,
+    fault,
+    incomplete,
+    now,
+    removal_lock,
+    restored_to,
+)
+from hippo.errors import RemovalError, listing
 from hippo.query.backward import lineage_of
 from hippo.query.forward import forward
 from hippo.query.slots import Slots, cut_sources, query_errors
@@ -71,20 +71,16 @@ from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import KeySlot
 from hippo.recorded.steps import Step
 from hippo.store import tables
-from hippo.store.commits import commit_version, committed, table_lock
 from hippo.store.delta_log import latest_version
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SinkRepair", "RemovalReport", "remove", "restore", "removals", "incomplete",
-           "INCREMENTAL_SHARE"]
+__all__ = ["SinkRepair", "RemovalReport", "remove", "INCREMENTAL_SHARE"]
 
 # Incremental repair recomputes each affected row from its lineage, a few joins per
 # row's sources; a full recompute reads every source once. Above this share of a sink's
 # rows affected, the estimate says a full recompute is cheaper.
 INCREMENTAL_SHARE = 1 / 3
-# Tables a restore restores side by side (see _restore_tables).
-RESTORE_THREADS = 3
 # Plan nodes that, after an aggregate the removal reaches, cannot bring rows in.
 _AFTER_AGGREGATE_OK = {"Project", "Sort", "Repartition", "RepartitionByExpression", "Union",
                        "SubqueryAlias"}
@@ -129,35 +125,6 @@ class RemovalReport:
                 "sinks": {n: {"changed": r.changed, "deleted": r.deleted, "added": r.added,
                               "how": r.how, "why": r.why, "write": r.write}
                           for n, r in self.sinks.items()}}
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
-
-
-@contextmanager
-def _tagged(spark: SparkSession, tag: str) -> Iterator[None]:
-    """Commits made inside carry ``tag`` as their ``userMetadata``."""
-    key = "spark.databricks.delta.commitInfo.userMetadata"
-    spark.conf.set(key, tag)
-    try:
-        yield
-    finally:
-        spark.conf.unset(key)
-
-
-def _commit(spark: SparkSession, path: str, tag: str, what: str, fn: Any) -> int:
-    """Run one tagged Delta commit on ``path``; the version it made."""
-    def run() -> int:
-        with _tagged(spark, tag):
-            fn()
-        return latest_version(spark, path)
-
-    latest = committed(path, run, what)
-    version = commit_version(spark, path, tag, latest)
-    if version is None:
-        raise RemovalError(f"{what}: no commit tagged `{tag}` landed in `{path}`")
-    return version
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -250,7 +217,7 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
         counts = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
         groups = sum(counts.values())
         why = (f"the removed rows reach {groups} groups: their counts and exact sums are "
-               "subtracted from the written rows (no other source row is read; a full "
+               "subtracted from the written rows (no other group's rows are read; a full "
                "recompute reads every source row)")
         return _Plan(sink, "incremental", why, new, None, changes, counts, one_row_per_id=True)
     old = slots.sink_rows(sink).select("hippo_row_id", "row_hash")
@@ -364,31 +331,21 @@ def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
                                                    values={x: f"s.{x}" for x in q})
         builder.execute()
 
-    return _commit(spark, path, tag, f"repairing sink `{plan.sink.sink.name}`", merge)
+    return commit(spark, path, tag, f"repairing sink `{plan.sink.sink.name}`", merge)
 
 
 def _overwrite(spark: SparkSession, plan: _Plan, tag: str) -> int:
     path = plan.sink.sink.path
     rows = plan.new.select(*[quoted(c) for c in plan.sink.columns])
-    return _commit(spark, path, tag, f"rewriting sink `{plan.sink.sink.name}`",
+    return commit(spark, path, tag, f"rewriting sink `{plan.sink.sink.name}`",
                    lambda: rows.write.format("delta").mode("overwrite").save(path))
 
 
 # -- remove ----------------------------------------------------------------------------
-def _restored_to(spark: SparkSession, path: str, version: int) -> bool:
-    """Whether the table's latest commit restored it to ``version`` (same data)."""
-    from delta.tables import DeltaTable
-
-    last = DeltaTable.forPath(spark, path).history(1).select(
-        "operation", "operationParameters").first()
-    return (last is not None and last["operation"] == "RESTORE"
-            and str((last["operationParameters"] or {}).get("version")) == str(version))
-
-
 def _check_unmoved(spark: SparkSession, path: str, version: int | None, what: str,
                    run_id: str) -> None:
     now = latest_version(spark, path)
-    if version is None or (now != version and not _restored_to(spark, path, version)):
+    if version is None or (now != version and not restored_to(spark, path, version)):
         raise RemovalError(
             f"{what} `{path}` is at version {now}, but run `{run_id}` recorded version "
             f"{version}; the removal would repair outputs against data that has moved on. "
@@ -406,7 +363,7 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
     info = source.source
     reached = [s for s in run.sinks.values()
                if source.op_id in nx.ancestors(run.graph, s.op_id)]
-    with _removal_lock(root), rebuilt_plans(spark), query_errors(
+    with removal_lock(root), rebuilt_plans(spark), query_errors(
             run, where, f"source `{source_name}`", list(source.columns)):
         stopped = incomplete(spark, root)
         if stopped and not dry_run:
@@ -460,22 +417,6 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
         return _apply(slots, report, plans, removed, source, user, where, cleaned)
 
 
-def _fault(point: str) -> None:
-    """Fault injection for tests: ``HIPPO_FAULT=<point>`` kills the process there."""
-    if os.environ.get("HIPPO_FAULT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _event(spark: SparkSession, root: str, removal_id: str, status: str, base: dict[str, Any],
-           versions: dict[str, tuple[int | None, int | None]], report: str | None) -> None:
-    """Append one event of a removal (``started``, ``applied``, ``restored``)."""
-    tables.append_rows(spark, root, tables.REMOVALS, [{
-        **base, "removal_id": removal_id, "at": _now(), "status": status,
-        "tables": {p: {"before": b, "after": a} for p, (b, a) in versions.items()},
-        "report": report,
-    }])
-
-
 def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed: DataFrame,
            source: Step, user: list[str], where: str | Column,
            cleaned: DataFrame) -> RemovalReport:
@@ -483,7 +424,7 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
     spark = slots.spark
     root = run.root
     removal_id = uuid.uuid4().hex
-    started = _now()
+    started = now()
     seconds = dict(report.seconds)
     clock = [time.perf_counter()]
 
@@ -501,7 +442,7 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
     versions: dict[str, tuple[int | None, int | None]] = {info.path: (info.version, None)}
     for plan in plans.values():
         versions[plan.sink.sink.path] = (plan.sink.sink.version, None)
-    _event(spark, root, removal_id, "started", base, versions, None)
+    event(spark, root, removal_id, "started", base, versions, None)
     quarantined = removed.select(
         F.lit(removal_id).alias("removal_id"), F.lit(report.source).alias("source"),
         F.lit(info.path).alias("path"), F.lit(info.version).cast("long").alias("version"),
@@ -509,7 +450,7 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
         F.to_json(F.struct(*[F.col(quoted(c)) for c in user])).alias("row"))
     tables.append_frame(quarantined, root, tables.QUARANTINE)
     phase("quarantine")
-    _fault("quarantined")
+    fault("quarantined")
     cond = F.expr(where) if isinstance(where, str) else where
 
     def delete() -> None:
@@ -517,10 +458,10 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
 
         DeltaTable.forPath(spark, info.path).delete(cond)
 
-    versions[info.path] = (info.version, _commit(spark, info.path, removal_id,
+    versions[info.path] = (info.version, commit(spark, info.path, removal_id,
                                                  f"removing rows from `{info.path}`", delete))
     phase("source")
-    _fault("source_deleted")
+    fault("source_deleted")
     repairs = {}
     sink_versions = dict(run.sink_versions)
     for name, plan in plans.items():
@@ -543,17 +484,17 @@ def _apply(slots: Slots, report: RemovalReport, plans: dict[str, _Plan], removed
         sink_versions[name] = version
         if plan.sink.sink.rows == "explicit":
             _store_sink_rows(slots, plan, removal_id)
-        _fault("sink_repaired")
+        fault("sink_repaired")
     for sink in run.sinks.values():  # explicit sinks the removal left as they were
         done = repairs.get(sink.sink.name)
         if sink.sink.rows == "explicit" and (done is None or done.write == "none"):
             _store_sink_rows(slots, _Plan(sink, "", "", None, None, None, {}), removal_id)
     phase("sinks")
     _record_run(slots, removal_id, source, versions[info.path][1], sink_versions, started)
-    _fault("run_recorded")
+    fault("run_recorded")
     report = RemovalReport(removal_id, run.run_id, report.source, report.where,
                            report.removed, repairs, False, seconds)
-    _event(spark, root, removal_id, "applied", base, versions, json.dumps(report.to_json()))
+    event(spark, root, removal_id, "applied", base, versions, json.dumps(report.to_json()))
     phase("record")  # the dict the report holds
     return report
 
@@ -597,136 +538,10 @@ def _record_run(slots: Slots, removal_id: str, source: Step, source_version: int
         steps.append(row)
     tables.append_rows(slots.spark, run.root, tables.RUNS, [{
         "run_id": removal_id, "name": old["name"], "params": old["params"],
-        "status": "succeeded", "started_at": started, "ended_at": _now(),
+        "status": "succeeded", "started_at": started, "ended_at": now(),
         "code_version": old["code_version"], "spark_version": pyspark.__version__,
         "hippo_version": __version__,
         "error": None, "sinks": sink_versions, "format": old["format"], "steps": steps,
     }])
 
 
-@contextmanager
-def _removal_lock(root: str) -> Iterator[None]:
-    """One removal or restore at a time per store, across processes."""
-    with table_lock(root.rstrip("/") + "/#removals"):
-        yield
-
-
-# -- restore ---------------------------------------------------------------------------
-def removals(spark: SparkSession, root: str) -> DataFrame:
-    """Each removal's latest event: ``started`` (interrupted, or under way), ``applied``
-    or ``restored``, with its source, predicate, counts and table versions."""
-    from pyspark.sql import Window
-
-    events = tables.read_table(spark, root, tables.REMOVALS)
-    latest = Window.partitionBy("removal_id").orderBy(F.col("at").desc())
-    return (events.withColumn("__n", F.row_number().over(latest)).filter("__n = 1")
-            .drop("__n").orderBy("at"))
-
-
-def incomplete(spark: SparkSession, root: str) -> list[str]:
-    """Ids of removals whose process stopped before they were applied."""
-    return [r.removal_id for r in removals(spark, root).filter(F.col("status") == "started")
-            .select("removal_id").collect()]
-
-
-def restore(spark: SparkSession, root: str, removal_id: str) -> dict[str, int]:
-    """Undo removal ``removal_id`` (applied, or interrupted part way); returns each
-    table's path and the version it is back at."""
-    with _removal_lock(root):
-        rows = removals(spark, root).filter(F.col("removal_id") == removal_id).collect()
-        if not rows:
-            known = [r.removal_id for r in removals(spark, root)
-                     .filter(F.col("status") != "restored").select("removal_id").collect()]
-            raise RemovalError(f"unknown removal `{removal_id}`; removals that can be "
-                               f"restored: {listing(known)}")
-        row = rows[0]
-        if row["status"] == "restored":
-            raise RemovalError(f"removal `{removal_id}` is already restored")
-        moved, todo = [], {}
-        tag = f"restore-{removal_id}"
-        for path, v in row["tables"].items():
-            now = latest_version(spark, path)
-            # Interrupted: only the tables its tagged commits reached need restoring.
-            mine = v["after"] if v["after"] is not None else commit_version(
-                spark, path, removal_id, now, v["before"] + 1)
-            if mine is None:
-                continue
-            if now != mine:
-                # A restore of this removal that stopped part way already restored it.
-                if commit_version(spark, path, tag, now, mine + 1) is not None:
-                    continue
-                moved.append(f"`{path}` (now version {now}, the removal left {mine})")
-            todo[path] = v["before"]
-        if moved:
-            raise RemovalError(f"cannot restore removal `{removal_id}`: tables changed since "
-                               f"it, and restoring would lose those changes: {', '.join(moved)}")
-        _restore_tables(spark, todo, tag)
-        _update(spark, root, tables.QUARANTINE, F.col("removal_id") == removal_id, None)
-        _update(spark, root, tables.RUNS, F.col("run_id") == removal_id,
-                {"status": "'restored'"})
-        base = {k: row[k] for k in ("repaired_run", "source", "path", "predicate", "removed")}
-        _event(spark, root, removal_id, "restored", base,
-               {p: (v["before"], v["after"]) for p, v in row["tables"].items()}, row["report"])
-        return todo
-
-
-def _restore_tables(spark: SparkSession, todo: dict[str, int], tag: str) -> None:
-    """RESTORE each table to its version, ``RESTORE_THREADS`` tables at a time, each by
-    one commit tagged ``tag``.
-
-    A RESTORE is some 30 small Spark jobs (file lists of both versions, a missing-file
-    check, metrics) whose driver-side pauses leave cores idle; tables restored side by
-    side fill them (11 tables: 25-32 s one at a time, 18-21 s three at a time). All
-    commits carry the same tag, so it is set once, around every thread, and cleared only
-    after the last RESTORE has ended. The threads inherit the caller's Spark job group
-    and properties. When a table fails, the tables not yet started are not started; the
-    error names every table that failed and those restored, and calling restore again
-    finishes the job (tables restored by a commit with this tag are skipped).
-    """
-    from delta.tables import DeltaTable
-    from pyspark import inheritable_thread_target
-
-    def one(path: str, before: int) -> None:
-        committed(path, lambda: DeltaTable.forPath(spark, path).restoreToVersion(before),
-                  f"restoring `{path}`")
-
-    failed: dict[str, BaseException] = {}
-    futures: dict[Any, str] = {}
-    with _tagged(spark, tag):
-        pool = ThreadPoolExecutor(max_workers=RESTORE_THREADS)
-        try:
-            target = inheritable_thread_target(spark)(one)  # job properties and tags
-            futures = {pool.submit(target, path, before): path for path, before in todo.items()}
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for future in futures:
-                future.cancel()  # not started yet: left for the next call
-        finally:  # running RESTOREs end before the tag is cleared
-            pool.shutdown(wait=True, cancel_futures=True)
-        for future, path in futures.items():
-            if not future.cancelled() and future.exception() is not None:
-                failed[path] = future.exception()
-    if failed:
-        done = [p for f, p in futures.items() if not f.cancelled() and p not in failed]
-        for path, err in failed.items():
-            log.warning("restoring %s failed: %s", path, first_line(err))
-        err = next(iter(failed.values()))
-        raise RemovalError(
-            f"restoring {listing(failed)} failed ({first_line(err)}); restored: "
-            f"{listing(done)}. Call restore again to finish the job") from err
-    for path in todo:
-        if commit_version(spark, path, tag, latest_version(spark, path)) is None:
-            raise RemovalError(f"restoring `{path}`: no commit tagged `{tag}` landed")
-
-
-def _update(spark: SparkSession, root: str, table: str, cond: Column,
-            values: dict[str, str] | None) -> None:
-    """Delete (``values`` None) or update the rows of a store table ``cond`` picks."""
-    from delta.tables import DeltaTable
-
-    path = tables.table_path(root, table)
-
-    def commit() -> None:
-        t = DeltaTable.forPath(spark, path)
-        t.delete(cond) if values is None else t.update(cond, values)
-
-    committed(path, commit, f"updating the store table `{table}`")

@@ -72,6 +72,11 @@ def exact_pipeline(o, c):
         # tier can be null and is not counted: a subtraction cannot see its sum go null
         "tier_sum": o.join(c, "cust").groupBy("region").agg(
             F.count(F.lit(1)).alias("n"), F.sum("tier").alias("t")),
+        # without keys: one row even when no order is left (a recompute writes it)
+        "total": o.filter(F.col("cust") == "ann").agg(*counted),
+        # its sum has 38 digits: a subtraction would round
+        "wide": o.groupBy("cust").agg(F.count(F.lit(1)).alias("n"), F.sum(F.coalesce(
+            F.col("qty").cast("decimal(30,2)"), F.lit(0))).alias("s")),
     }
 
 
@@ -172,6 +177,8 @@ def test_counts_and_exact_sums_are_repaired_by_subtracting_the_removed_rows(spar
     assert (None, 0) in {(r.q, r.nq) for r in spark.read.format("delta").load(
         str(tmp_path / "out" / "by_region")).collect()}  # north: a sum left with no value
     assert "not count its values" in report.sinks["tier_sum"].why
+    assert "without keys" in report.sinks["total"].why
+    assert "up to 27 digits" in report.sinks["wide"].why
 
     # From the other side of the joins: bob's region loses its customer.
     report = store.remove("customers", where="cust = 'bob'")
@@ -233,20 +240,20 @@ def test_a_restore_that_stopped_part_way_is_finished_by_calling_it_again(spark, 
     assert _sinks(spark, tmp_path) != before
 
     # The second try fails on one table: the error names it and what was restored.
-    import hippo.diagnose.remove as remove_module
+    import hippo.diagnose.restore as restore_module
 
-    inner, real = str(tmp_path / "out" / "inner"), remove_module.committed
+    inner, real = str(tmp_path / "out" / "inner"), restore_module.committed
 
     def failing(path, commit, what):
         if path == inner:
             raise RuntimeError("disk full")
         return real(path, commit, what)
 
-    monkeypatch.setattr(remove_module, "committed", failing)
+    monkeypatch.setattr(restore_module, "committed", failing)
     with pytest.raises(RemovalError, match=rf"restoring `{re.escape(inner)}` failed \(disk full\); "
                                            r"restored: .*by_cust`?\. Call restore again"):
         store.restore(report.run_id)
-    monkeypatch.setattr(remove_module, "committed", real)
+    monkeypatch.setattr(restore_module, "committed", real)
     assert [r.status for r in store.removals().collect()] == ["applied"]
 
     back = store.restore(report.run_id)  # the third try finishes the job
