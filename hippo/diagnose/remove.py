@@ -190,6 +190,13 @@ def _changes(old: DataFrame, new: DataFrame) -> DataFrame:
     return joined.withColumn("change", change)
 
 
+def _counted_changes(old: DataFrame, new: DataFrame) -> tuple[DataFrame, dict[str, int]]:
+    """:func:`_changes`, computed once, and how many ids each kind of change has (at
+    most four rows reach the driver)."""
+    changes = _changes(old, new).localCheckpoint(eager=True)
+    return changes, {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+
+
 @dataclass
 class _Plan:
     sink: Step
@@ -213,8 +220,7 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
     if isinstance(inversion, Inversion) and force_full is None:
         old, new = subtracted(run, inversion, source_op, removed, written)
         new = new.localCheckpoint(eager=True)
-        changes = _changes(old, new).localCheckpoint(eager=True)
-        counts = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+        changes, counts = _counted_changes(old, new)
         groups = sum(counts.values())
         why = (f"the removed rows reach {groups} groups: their counts and exact sums are "
                "subtracted from the written rows (no other group's rows are read; a full "
@@ -253,8 +259,7 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
         frame = run.frames(sink.inputs[0], sources)[sink.inputs[0]]
     frame = frame.localCheckpoint(eager=True)
     new = _new_rows(frame, sink)
-    changes = _changes(old, new).localCheckpoint(eager=True)
-    counts = {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+    changes, counts = _counted_changes(old, new)
     if isinstance(inversion, str) and inversion != NOT_GROUP_BY:
         why += f"; not by subtraction: {inversion}"
     return _Plan(sink, how, why, new, frame, changes, counts)
