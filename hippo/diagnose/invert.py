@@ -37,14 +37,15 @@ from hippo.recorded import spec as S
 from hippo.recorded.ids import KEY, content_hash, positional, quoted
 from hippo.recorded.rebuild import build_step
 from hippo.recorded.run import RecordedRun
-from hippo.recorded.sink_rows import ROW_HASH, row_hash
+from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import KeySlot
 from hippo.recorded.steps import Step
 
 __all__ = ["Inversion", "invertible", "subtracted", "NOT_GROUP_BY"]
 
 NOT_GROUP_BY = "the sink is not written straight from a group-by"
-_OLD = "__hippo_old_hash"  # not a name a user column can take
+_OLD = "__hippo_old_hash"  # not names a user column can take
+_KEPT = "__hippo_kept"
 
 _EXACT = ("byte", "short", "integer", "long")
 # A sum of decimal(p, s) is decimal(p + 10, s), a subtraction of two adds one digit: up
@@ -252,10 +253,11 @@ def _unfed_unions_empty(node: S.Node, fed: list[int], inputs: list[DataFrame]) -
 
 
 def subtracted(run: RecordedRun, inv: Inversion, source_op: int, removed: DataFrame,
-               written: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """``(old, new)`` for the groups the removed rows reach: their rows as written
-    (``hippo_row_id``, ``row_hash``) and as repaired (``hippo_row_id``, ``new_hash``,
-    the sink's columns; a group left with no row is absent)."""
+               written: DataFrame) -> DataFrame:
+    """The change of every group the removed rows reach, one row per group:
+    ``hippo_row_id``, ``old_hash``, ``old_n`` (1), ``new_n`` (1, or null for a group left
+    with no row), ``new_hash``, ``change`` (``changed``, ``deleted`` or ``unchanged``),
+    and the sink's values before and after as the structs ``before`` and ``after``."""
     origin = inv.origin
     pos = positional(_removed_through(run, source_op, removed, origin.input_op))
     names = [f"__hippo_d{i}" for i in range(len(inv.aggs))]
@@ -282,8 +284,16 @@ def subtracted(run: RecordedRun, inv: Inversion, source_op: int, removed: DataFr
             value = F.when(left > 0, value)
         after.append(value.cast(types[c]).alias(c))
     rows_left = F.col(quoted(cols[inv.rows])) - F.coalesce(F.col(names[inv.rows]), F.lit(0))
-    old = hit.select("hippo_row_id", F.col(_OLD).alias("row_hash"))
-    new = hit.filter(rows_left > 0).select("hippo_row_id", *after)
-    new = new.select("hippo_row_id", row_hash(cols).alias("new_hash"),
-                     *[F.col(quoted(c)) for c in cols])
-    return old, new
+    # The user's columns only inside structs: no name of theirs meets one of these.
+    vals = hit.select("hippo_row_id", F.col(_OLD).alias("old_hash"),
+                      F.struct(*[F.col(quoted(c)) for c in cols]).alias("before"),
+                      F.struct(*after).alias("after"), (rows_left > 0).alias(_KEPT))
+    new_hash = content_hash([f"after.{quoted(c)}" for c in cols], "row")
+    kept = F.col(_KEPT)
+    return vals.select(
+        "hippo_row_id", "old_hash", F.lit(1).cast("long").alias("old_n"),
+        F.when(kept, F.lit(1).cast("long")).alias("new_n"),
+        F.when(kept, new_hash).alias("new_hash"),
+        F.when(~kept, "deleted").when(new_hash != F.col("old_hash"), "changed")
+        .otherwise("unchanged").alias("change"),
+        "before", F.when(kept, F.col("after")).alias("after"))

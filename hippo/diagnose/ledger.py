@@ -31,14 +31,26 @@ def now() -> _dt.datetime:
 
 
 @contextmanager
-def tagged(spark: SparkSession, tag: str) -> Iterator[None]:
-    """Commits made inside carry ``tag`` as their ``userMetadata``."""
-    key = "spark.databricks.delta.commitInfo.userMetadata"
-    spark.conf.set(key, tag)
+def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """``settings`` set on the session inside, as they were after."""
+    before = {k: spark.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        spark.conf.set(k, v)
     try:
         yield
     finally:
-        spark.conf.unset(key)
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
+@contextmanager
+def tagged(spark: SparkSession, tag: str) -> Iterator[None]:
+    """Commits made inside carry ``tag`` as their ``userMetadata``."""
+    with session_conf(spark, {"spark.databricks.delta.commitInfo.userMetadata": tag}):
+        yield
 
 
 def commit(spark: SparkSession, path: str, tag: str, what: str, fn: Any) -> int:

@@ -57,6 +57,7 @@ from hippo.diagnose.ledger import (
     now,
     removal_lock,
     restored_to,
+    session_conf,
 )
 from hippo.errors import RemovalError, listing
 from hippo.query.backward import lineage_of
@@ -194,7 +195,11 @@ def _counted_changes(old: DataFrame, new: DataFrame) -> tuple[DataFrame, dict[st
     """:func:`_changes`, computed once, and how many ids each kind of change has (at
     most four rows reach the driver)."""
     changes = _changes(old, new).localCheckpoint(eager=True)
-    return changes, {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
+    return changes, _counts(changes)
+
+
+def _counts(changes: DataFrame) -> dict[str, int]:
+    return {r["change"]: r["count"] for r in changes.groupBy("change").count().collect()}
 
 
 @dataclass
@@ -218,9 +223,12 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
     written = slots.written(sink)
     removed_ids = removed.select(ID).distinct()
     if isinstance(inversion, Inversion) and force_full is None:
-        old, new = subtracted(run, inversion, source_op, removed, written)
-        new = new.localCheckpoint(eager=True)
-        changes, counts = _counted_changes(old, new)
+        changes = subtracted(run, inversion, source_op, removed, written).localCheckpoint(
+            eager=True)
+        counts = _counts(changes)
+        new = changes.filter(F.col("new_n").isNotNull()).select(
+            "hippo_row_id", "new_hash", *[F.col("after." + quoted(c)).alias(c)
+                                          for c in sink.columns])
         groups = sum(counts.values())
         why = (f"the removed rows reach {groups} groups: their counts and exact sums are "
                "subtracted from the written rows (no other group's rows are read; a full "
@@ -269,18 +277,22 @@ def _preview(slots: Slots, plan: _Plan) -> DataFrame:
     """Per changed, deleted or added row id: the change, its values before and after,
     and how many rows of the sink hold it before and after (rows equal in every value
     and lineage share an id)."""
-    written = slots.written(plan.sink)
     if plan.changes is None or plan.new is None:
         return slots.spark.createDataFrame(
             [], "hippo_row_id bigint, change string, before string, after string, "
                 "rows_before bigint, rows_after bigint")
+    changed = plan.changes.filter(F.col("change") != "unchanged")
+    if "before" in plan.changes.columns:  # subtraction: both values are at hand
+        return changed.select("hippo_row_id", "change", "before", "after",
+                              F.coalesce("old_n", F.lit(0)).alias("rows_before"),
+                              F.coalesce("new_n", F.lit(0)).alias("rows_after"))
     cols = list(plan.sink.columns)
+    written = slots.written(plan.sink)
     before = written.dropDuplicates([ROW_HASH]).select(
         F.col(ROW_HASH).alias("old_hash"), F.struct(*[F.col(quoted(c)) for c in cols]).alias("before"))
     after = plan.new.dropDuplicates(["hippo_row_id"]).select(
         "hippo_row_id", F.struct(*[F.col(quoted(c)) for c in cols]).alias("after"))
-    return (plan.changes.filter(F.col("change") != "unchanged")
-            .join(before, "old_hash", "left").join(after, "hippo_row_id", "left")
+    return (changed.join(before, "old_hash", "left").join(after, "hippo_row_id", "left")
             .select("hippo_row_id", "change", "before", "after",
                     F.coalesce("old_n", F.lit(0)).alias("rows_before"),
                     F.coalesce("new_n", F.lit(0)).alias("rows_after")))
@@ -315,14 +327,19 @@ def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
     c = plan.changes
     edits = c.filter(F.col("change").isin("changed", "deleted")).select(
         F.col("old_hash").alias("__hippo_old"), "hippo_row_id",
-        F.when(F.col("change") == "deleted", "delete").otherwise("update").alias("__hippo_op"))
-    edits = edits.join(plan.new.dropDuplicates(["hippo_row_id"]), "hippo_row_id", "left")
-    adds = plan.new.join(c.filter(F.col("change") == "added").select("hippo_row_id"),
-                         "hippo_row_id", "left_semi").select(
-        F.lit(None).cast("long").alias("__hippo_old"), "hippo_row_id",
-        F.lit("insert").alias("__hippo_op"), *[F.col(x) for x in ["new_hash", *q]])
-    rows = edits.select("__hippo_old", "__hippo_op", *q).unionByName(
-        adds.select("__hippo_old", "__hippo_op", *q))
+        F.when(F.col("change") == "deleted", "delete").otherwise("update").alias("__hippo_op"),
+        *(["after"] if "after" in c.columns else []))
+    if "after" in c.columns:  # subtraction: the new values are at hand, nothing is added
+        rows = edits.select("__hippo_old", "__hippo_op",
+                            *[F.col("after." + x).alias(col) for x, col in zip(q, cols)])
+    else:
+        edits = edits.join(plan.new.dropDuplicates(["hippo_row_id"]), "hippo_row_id", "left")
+        adds = plan.new.join(c.filter(F.col("change") == "added").select("hippo_row_id"),
+                             "hippo_row_id", "left_semi").select(
+            F.lit(None).cast("long").alias("__hippo_old"), "hippo_row_id",
+            F.lit("insert").alias("__hippo_op"), *[F.col(x) for x in ["new_hash", *q]])
+        rows = edits.select("__hippo_old", "__hippo_op", *q).unionByName(
+            adds.select("__hippo_old", "__hippo_op", *q))
     path = plan.sink.sink.path
     cond = content_hash([f"t.{x}" for x in q], "row") == F.col("s.__hippo_old")
 
@@ -334,7 +351,9 @@ def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
         if plan.counts.get("added"):  # else a matched-only MERGE: Delta skips a full join
             builder = builder.whenNotMatchedInsert(condition="s.__hippo_op = 'insert'",
                                                    values={x: f"s.{x}" for x in q})
-        builder.execute()
+        # The source is made of local checkpoints: Delta need not copy it once more.
+        with session_conf(spark, {"spark.databricks.delta.merge.materializeSource": "none"}):
+            builder.execute()
 
     return commit(spark, path, tag, f"repairing sink `{plan.sink.sink.name}`", merge)
 
