@@ -25,7 +25,7 @@ from hippo.recorded.state import LineageState
 if TYPE_CHECKING:
     from hippo.capture.recorder import Recorder
 
-__all__ = ["TrackedDataFrame", "TrackedGroupedData", "check_tracked"]
+__all__ = ["TrackedDataFrame", "TrackedGroupedData", "TrackedNaFunctions", "check_tracked"]
 
 _ACTIONS = {
     "count", "collect", "show", "take", "head", "first", "toPandas", "toLocalIterator",
@@ -33,6 +33,9 @@ _ACTIONS = {
     "toArrow", "write", "writeTo", "rdd", "storageLevel", "isLocal", "sparkSession",
     "foreach", "foreachPartition", "createOrReplaceTempView", "createTempView",
 }
+
+
+_NO_VALUE = object()  # replace() called without ``value``
 
 
 def check_tracked(recorder: Recorder, other: Any, step: str) -> TrackedDataFrame:
@@ -204,6 +207,95 @@ class TrackedDataFrame:
 
     drop_duplicates = dropDuplicates
 
+    # -- missing values, renaming all columns, user functions ------------------------------
+    def _user_columns(self, subset: Any, step: str) -> list[str]:
+        """``subset`` (a name or names; None: every column) as the user's column names."""
+        if subset is None:
+            return self.columns
+        names = [subset] if isinstance(subset, str) else list(subset)
+        hidden = [n for n in names if not isinstance(n, str) or is_hidden(n)]
+        if hidden:
+            raise HippoError(f"{step}: {hidden[0]!r} is not a column of this DataFrame; "
+                             f"columns: {', '.join(self.columns)}")
+        return names
+
+    def fillna(self, value: Any, subset: Any = None) -> TrackedDataFrame:
+        if isinstance(value, dict):
+            self._user_columns(list(value), "fillna")
+            return self._derive(self._df.fillna(value), "fillna")
+        return self._derive(self._df.fillna(value, self._user_columns(subset, "fillna")),
+                            "fillna")
+
+    def dropna(self, how: str = "any", thresh: int | None = None,
+               subset: Any = None) -> TrackedDataFrame:
+        """pyspark's ``dropna``, as a filter hippo can record and rebuild (Spark's own plan
+        calls an internal function that no SQL text names)."""
+        if how not in ("any", "all"):
+            raise HippoError(f"dropna: how must be 'any' or 'all', not {how!r}")
+        cols = self._user_columns(subset, "dropna")
+        types = dict(self._df.dtypes)
+        missing = [c for c in cols if c not in types]
+        if missing:
+            raise HippoError(f"dropna: unknown column `{missing[0]}`; columns: "
+                             f"{', '.join(self.columns)}")
+        need = thresh if thresh is not None else (len(cols) if how == "any" else 1)
+
+        def present(c: str) -> Column:  # as Spark counts: neither null nor NaN
+            value = F.col(quoted(c))
+            if types[c] in ("float", "double"):
+                return value.isNotNull() & ~F.isnan(value)
+            return value.isNotNull()
+
+        if need <= 0 or not cols:
+            return self._derive(self._df.filter(F.lit(True)), "dropna")
+        if need == len(cols):
+            cond = present(cols[0])
+            for c in cols[1:]:
+                cond = cond & present(c)
+        else:
+            count = F.when(present(cols[0]), 1).otherwise(0)
+            for c in cols[1:]:
+                count = count + F.when(present(c), 1).otherwise(0)
+            cond = count >= need
+        return self._derive(self._df.filter(cond), "dropna")
+
+    def replace(self, to_replace: Any, value: Any = _NO_VALUE,
+                subset: Any = None) -> TrackedDataFrame:
+        cols = self._user_columns(subset, "replace")
+        if value is _NO_VALUE:
+            return self._derive(self._df.replace(to_replace, subset=cols), "replace")
+        return self._derive(self._df.replace(to_replace, value, cols), "replace")
+
+    @property
+    def na(self) -> TrackedNaFunctions:
+        """``df.na.fill / drop / replace``, tracked."""
+        return TrackedNaFunctions(self)
+
+    def toDF(self, *cols: str) -> TrackedDataFrame:  # noqa: N802
+        user = [i for i, c in enumerate(self._df.columns) if not is_hidden(c)]
+        if len(cols) != len(user):
+            raise HippoError(f"toDF: {len(cols)} names for {len(user)} columns "
+                             f"({', '.join(self.columns)})")
+        bad = [c for c in cols if not isinstance(c, str) or is_hidden(c)]
+        if bad:
+            raise HippoError(f"toDF: {bad[0]!r} cannot name a column (hippo's hidden columns "
+                             "start with `__hippo`)")
+        hidden = [i for i, c in enumerate(self._df.columns) if is_hidden(c)]
+        out = _positional_select(self._df, user + hidden,
+                                 [*cols, *[self._df.columns[i] for i in hidden]])
+        return self._derive(out, "toDF")
+
+    def transform(self, func: Any, *args: Any, **kwargs: Any) -> TrackedDataFrame:
+        """``func(self, *args, **kwargs)``, which must build on this TrackedDataFrame with
+        tracked steps (each is recorded as its own step)."""
+        out = func(self, *args, **kwargs)
+        if not isinstance(out, TrackedDataFrame):
+            raise HippoError(
+                f"transform: `{getattr(func, '__name__', func)}` returned "
+                f"{type(out).__name__}, not a TrackedDataFrame: build its result with "
+                "tracked steps, or declare the lineage of opaque code")
+        return check_tracked(self._run, out, "transform")
+
     # -- many-to-one -------------------------------------------------------------------
     def groupBy(self, *cols: Any) -> TrackedGroupedData:  # noqa: N802
         return TrackedGroupedData(self, _flatten(cols))
@@ -282,6 +374,24 @@ class TrackedDataFrame:
         else:
             out = sides[0].union(sides[1])
         return self._derive(out, "union", [self, other], [self._state, right_state])
+
+
+class TrackedNaFunctions:
+    """``TrackedDataFrame.na``: ``fill``, ``drop`` and ``replace``, tracked."""
+
+    def __init__(self, parent: TrackedDataFrame) -> None:
+        self._parent = parent
+
+    def fill(self, value: Any, subset: Any = None) -> TrackedDataFrame:
+        return self._parent.fillna(value, subset)
+
+    def drop(self, how: str = "any", thresh: int | None = None,
+             subset: Any = None) -> TrackedDataFrame:
+        return self._parent.dropna(how, thresh, subset)
+
+    def replace(self, to_replace: Any, value: Any = _NO_VALUE,
+                subset: Any = None) -> TrackedDataFrame:
+        return self._parent.replace(to_replace, value, subset)
 
 
 class TrackedGroupedData:

@@ -8,6 +8,7 @@ compares lineage answers at row and cell level, backward and forward.
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import functions as F
 
 
@@ -490,3 +491,106 @@ def test_backward_and_forward_through_a_self_union_match_oracle(spark, store, tm
     assert_backward_matches(store, "both", oracle, two, columns=["qty"])
     assert_forward_matches(store, "orders", {"both": oracle},
                            Where("oid = 7", lambda r: r["oid"] == 7))
+
+
+# -- missing values, renaming every column, user functions ---------------------------------
+def _filled(value, column):
+    return raw(lambda v: value if v is None else v, column)
+
+
+def test_fillna_dropna_replace_to_df_and_transform_match_oracle_and_replay_and_removal(
+    spark, store, tmp_path
+):
+    orders, o_orders = _orders(spark, tmp_path)
+
+    def cleaned(df):  # a user's function over a TrackedDataFrame
+        return df.na.fill({"qty": 0}).dropna(subset=["cust"])
+
+    with store.run("missing_values") as run:
+        out = (run.source("orders", orders)
+               .transform(cleaned)
+               .fillna(-1)  # the int columns still null: price
+               .replace("ann", "anne", subset=["cust"])
+               .select("oid", "cust", "qty", "price")
+               .toDF("order", "customer", "quantity", "amount"))
+        path = _sink(run, "clean", out, tmp_path)
+
+    def pipeline(frame):
+        out = (frame.with_column("qty", _filled(0, "qty"))
+               .filter(raw(lambda c: c is not None, "cust")))
+        for c in ("oid", "qty", "price"):
+            out = out.with_column(c, _filled(-1, c))
+        out = (out.with_column("cust", raw(lambda c: "anne" if c == "ann" else c, "cust"))
+               .select("oid", "cust", "qty", "price"))
+        for old, new in (("oid", "order"), ("cust", "customer"), ("qty", "quantity"),
+                         ("price", "amount")):
+            out = out.rename(old, new)
+        return out
+
+    oracle = pipeline(o_orders)
+    assert_sink_matches(spark, path, oracle)
+    anne = Where("customer = 'anne' OR amount = -1",
+                 lambda r: r["customer"] == "anne" or r["amount"] == -1)
+    assert_backward_matches(store, "clean", oracle, anne)
+    got = assert_backward_matches(store, "clean", oracle, anne, columns=["quantity"])
+    assert got["orders"][0] == ["qty"]
+    assert_backward_matches(store, "clean", oracle, anne, columns=["customer", "amount"])
+    # Order 4 had no qty (filled), order 7 no customer (dropped), order 5 no price.
+    assert_forward_matches(store, "orders", {"clean": oracle},
+                           Where("oid IN (4, 5, 7)", lambda r: r["oid"] in (4, 5, 7)))
+
+    replayed = store.replay(run.run_id)["clean"]
+    assert sorted(map(tuple, replayed.collect())) == sorted(
+        map(tuple, spark.read.format("delta").load(path).collect()))
+    report = store.remove("orders", where="oid IN (1, 4)")
+    assert report.removed == 2
+    kept = [r for r in ORDERS if r[0] not in (1, 4)]
+    assert_sink_matches(spark, path, pipeline(Frame.source("orders", o_orders.columns, kept)))
+
+
+def test_to_df_renames_the_duplicate_columns_of_a_join_by_position(spark, store, tmp_path):
+    from dataclasses import replace
+
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
+    with store.run("to_df_after_join") as run:
+        o = run.source("orders", orders)
+        c = run.source("customers", customers)
+        out = o.join(c, o["cust"] == c["cust"]).select(o["oid"], o["cust"], c["cust"], "region")
+        out = out.toDF("oid", "ordered_by", "customer", "region")
+        path = _sink(run, "paired", out, tmp_path)
+    joined = o_orders.join(o_customers, on(lambda a, b: None if None in (a, b) else a == b,
+                                           ["cust"], ["cust"]))
+    # The oracle names both cust columns alike: rename them by position, as toDF does.
+    names = list(joined.columns)
+    first, second = [i for i, n in enumerate(names) if n == "cust"]
+    names[first], names[second] = "ordered_by", "customer"
+    oracle = replace(joined, columns=tuple(names)).select(
+        "oid", "ordered_by", "customer", "region")
+    assert_sink_matches(spark, path, oracle)
+    ann = Where("customer = 'ann'", lambda r: r["customer"] == "ann")
+    assert_backward_matches(store, "paired", oracle, ann)
+    assert_backward_matches(store, "paired", oracle, ann, columns=["customer"])
+    assert_forward_matches(store, "customers", {"paired": oracle},
+                           Where("region = 'north'", lambda r: r["region"] == "north"))
+
+
+def test_missing_value_steps_refuse_hidden_columns_and_transform_checks_its_result(
+    spark, store, tmp_path
+):
+    from hippo.errors import HippoError
+
+    orders, _ = _orders(spark, tmp_path)
+    with store.run("refusals") as run:
+        src = run.source("orders", orders)
+        with pytest.raises(HippoError, match="`__hippo_id`|'__hippo_id' is not a column"):
+            src.fillna(0, subset=["__hippo_id"])
+        with pytest.raises(HippoError, match="not a column"):
+            src.dropna(subset=[src.columns[0], "__hippo_s1"])
+        with pytest.raises(HippoError, match="returned DataFrame, not a TrackedDataFrame"):
+            src.transform(lambda df: df.df)
+        with pytest.raises(HippoError, match="3 names for 5 columns"):
+            src.toDF("a", "b", "c")
+        run.sink("all", src.fillna(0).na.drop(how="all"), str(tmp_path / "out" / "all"))
+    assert spark.read.format("delta").load(str(tmp_path / "out" / "all")).filter(
+        "qty IS NULL OR price IS NULL").count() == 0
