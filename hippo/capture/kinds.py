@@ -18,6 +18,7 @@ from lineage_types import (
     Identity,
     Key,
     LineageType,
+    ManyToMany,
     ManyToOne,
     OneToMany,
     OneToOne,
@@ -27,7 +28,7 @@ from lineage_types import (
 from hippo.capture.plan import StepAnalysis
 from hippo.recorded.ids import pos_index, pos_name
 
-__all__ = ["step_lineage_type", "source_lineage_type", "user_positions"]
+__all__ = ["step_lineage_type", "source_lineage_type", "user_positions", "framed_mapping"]
 
 _FAN_OUT = {"Generate", "Join"}
 
@@ -58,6 +59,13 @@ def step_lineage_type(
         {pos_name(u): refs(analysis.contributing[p]) for p, u in users_out.items()},
         refs(analysis.influencing),
     )
+    if analysis.window_keys is not None:  # its own row, and its partition's rows by key
+        framed = framed_mapping(analysis, input_columns, output_columns, is_hidden)
+        both = ColumnMapping({c: mapping.contributing[c] | framed.contributing[c]
+                              for c in mapping.contributing}, mapping.influencing)
+        keys = tuple(pos_name(users_in[0][pos_index(k)]) for k in analysis.window_keys
+                     if pos_index(k) in users_in[0])
+        return ManyToMany(both, Key(keys))
     if keyed:
         keys = tuple(sorted((ref.column for ref in mapping.influencing if ref.input == 0),
                             key=pos_index))
@@ -65,6 +73,27 @@ def step_lineage_type(
     if set(analysis.kinds) & _FAN_OUT:
         return OneToMany(mapping, Passthrough())
     return OneToOne(mapping, Passthrough())
+
+
+def framed_mapping(
+    analysis: StepAnalysis,
+    input_columns: list[list[str]],
+    output_columns: list[str],
+    is_hidden: Callable[[str], bool],
+) -> ColumnMapping:
+    """A window step's columns as read in each row's partition (the rows its key slot
+    resolves to): per output column the input columns its window functions read, and
+    the partition keys, which decide the partition."""
+    users_in = [user_positions(cols, is_hidden) for cols in input_columns]
+
+    def refs(found: set[tuple[int, int]]) -> frozenset[ColumnRef]:
+        return frozenset(ColumnRef(i, pos_name(users_in[i][p])) for i, p in found
+                         if p in users_in[i])
+
+    keys = {(0, pos_index(k)) for k in analysis.window_keys or []}
+    users_out = user_positions(output_columns, is_hidden)
+    return ColumnMapping({pos_name(u): refs(analysis.framed[p]) for p, u in users_out.items()},
+                         refs(keys))
 
 
 def source_lineage_type(columns: list[str]) -> LineageType:

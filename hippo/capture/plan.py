@@ -59,6 +59,11 @@ class StepAnalysis:
     # Per output column, the input column it is an unchanged copy of (same value in every
     # output row, never nulled by an outer join or mixed by a union), else None.
     copies: list[Ref | None] = field(default_factory=list)
+    # A window step: the partition keys (SQL over input 0's positional names; empty: one
+    # partition), and per output column the input columns it reads in its partition's
+    # rows (``contributing`` holds what it reads in its own row).
+    window_keys: list[str] | None = None
+    framed: list[set[Ref]] = field(default_factory=list)
 
 
 def _seq(seq: JavaObject) -> list[JavaObject]:
@@ -113,6 +118,8 @@ class _Walker:
         self._trees: dict[int, tuple[JavaObject, list[dict[str, Any]]]] = {}
         self.not_same: set[int] = set()
         self._loose: int | None = None
+        self.window_keys: list[str] | None = None
+        self.framed: dict[int, set[Ref]] = {}
 
     # -- expressions ------------------------------------------------------------------
     def _to_seq(self, items: list[JavaObject]) -> JavaObject:
@@ -283,6 +290,9 @@ class _Walker:
             ids.append(eid)
             out_names.append(str(top["name"]))
             out_refs[eid] = self._map(refs, attrs)
+            framed = set().union(*[self.framed.get(a, set()) for a in attrs])
+            if framed:
+                self.framed[eid] = framed
         return ids, out_refs, S.Project(spec, tuple(out_names), tuple(sqls))
 
     def _node_Filter(self, node: JavaObject):
@@ -385,6 +395,54 @@ class _Walker:
         n = int(str(node.offsetExpr().sql()))
         return ids, refs, S.Offset(spec, self._out_names(node), n)
 
+    def _node_Window(self, node: JavaObject):
+        ids, refs, spec, names = self._child(node)
+        if _seq(node.orderSpec()):
+            raise UnsupportedStepError(
+                "a window with ORDER BY (running aggregates, lag/lead, row_number, rank) is "
+                "not supported yet; aggregates over whole partitions "
+                "(`F.sum(...).over(Window.partitionBy(...))`) are")
+        keys: list[str] = []
+        for part in _seq(node.partitionSpec()):
+            top = self._tree(part)[0]
+            eid = int(top["exprId"]["id"]) if top["class"].endswith(_ATTR) else None
+            if eid is None or self.same.get(eid, (1, 0))[0] != 0:
+                raise UnsupportedStepError(
+                    f"a window partitioned by `{part.sql()}`: partition by columns of the "
+                    "DataFrame (add computed keys with withColumn first)")
+            keys.append(pos_name(self.same[eid][1]))
+            self.influencing |= self._map(refs, [eid])
+        if self.window_keys is not None and self.window_keys != keys:
+            raise UnsupportedStepError(
+                "windows over different partitions in one step: add one window column "
+                "per withColumn")
+        self.window_keys = keys
+        out_refs = dict(refs)
+        out_ids = list(ids)
+        sqls = []
+        for e in _seq(node.windowExpressions()):
+            win = e.child() if _cls(e) == "Alias" else e
+            if _cls(win) != "WindowExpression":
+                raise UnsupportedStepError(f"window expression `{e.sql()}` is not supported")
+            frame = win.windowSpec().frameSpecification()
+            bounds = (_cls(frame.lower()), _cls(frame.upper())) \
+                if _cls(frame) == "SpecifiedWindowFrame" else None
+            if bounds != ("UnboundedPreceding", "UnboundedFollowing"):
+                raise UnsupportedStepError(
+                    f"window `{e.sql()}`: only frames over the whole partition are supported "
+                    "yet")
+            fn = win.windowFunction()
+            if _cls(fn) != "AggregateExpression":
+                raise UnsupportedStepError(
+                    f"window function `{fn.prettyName()}` is not supported yet; aggregates "
+                    "(sum, count, avg, min, max, ...) over whole partitions are")
+            eid = e.exprId().id()
+            out_ids.append(eid)
+            out_refs[eid] = set()  # nothing of its own row but what its partition holds
+            self.framed[eid] = self._map(refs, self._refs(fn))
+            sqls.append(self._later(e, names, named=True))
+        return out_ids, out_refs, S.Window(spec, self._out_names(node), tuple(sqls))
+
     def _node_Union(self, node: JavaObject):
         kids = _seq(node.children())
         walked = [self._side(k, i, len(kids)) for i, k in enumerate(kids)]
@@ -428,4 +486,6 @@ def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
         order=walker.order,
         spec=spec,
         copies=[None if eid in walker.not_same else walker.same.get(eid) for eid in ids],
+        window_keys=walker.window_keys,
+        framed=[set(walker.framed.get(eid, set())) for eid in ids],
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,23 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from hippo.capture.kinds import source_lineage_type, step_lineage_type, user_positions
+from hippo.capture.kinds import (
+    framed_mapping,
+    source_lineage_type,
+    step_lineage_type,
+    user_positions,
+)
 from hippo.capture.plan import StepAnalysis, analyze_step
 from hippo.errors import RunStateError, UnsupportedStepError, first_line
-from hippo.recorded.ids import ID, SLOT_PREFIX, derived_id, is_hidden
+from hippo.recorded.ids import (
+    ID,
+    SLOT_PREFIX,
+    content_hash,
+    derived_id,
+    is_hidden,
+    pos_index,
+    quoted,
+)
 from hippo.recorded.rebuild import build_step
 from hippo.recorded.spec import Node, rendered
 from hippo.recorded.state import (
@@ -205,13 +219,20 @@ class Recorder:
         replay_exact: bool = True,
         match: dict[str, Any] | None = None,
         key_count: int | None = None,
+        remake: Callable[[DataFrame], DataFrame] | None = None,
     ) -> tuple[DataFrame, LineageState, int]:
         """Record the step that made ``new`` from ``inputs``: the DataFrame to track (``new``,
-        with a derived id where the step needs one), its lineage state and step id."""
+        with a derived id where the step needs one), its lineage state and step id.
+        ``remake`` applies the same transformation to another DataFrame (a window step is
+        made again over its input with a key slot added)."""
         self.check_open()
         in_dfs = [t.frame for t in inputs]
+        window_slot = None
         try:
             analysis = analyze_step(new, in_dfs)
+            if analysis.window_keys is not None:
+                new, window_slot = self._with_window_slot(step, analysis, in_dfs[0], remake)
+                analysis = analyze_step(new, in_dfs)
             if "Generate" in analysis.kinds:
                 # Rows exploded from one parent share its id; tell them apart by their
                 # values (rows equal in every value are one record for lineage).
@@ -231,7 +252,7 @@ class Recorder:
         in_cols = [t.frame.columns for t in inputs]
         new_slots = [c for c in out_cols if c.startswith(SLOT_PREFIX)
                      and not any(c in s.slots for s in states)
-                     and not (match and c == match["slot"])]
+                     and not (match and c == match["slot"]) and c != window_slot]
         # The step's positional column mapping; the state below is it composed with the
         # inputs' states, so queries read the same lineage the step records.
         lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, bool(new_slots))
@@ -266,6 +287,17 @@ class Recorder:
             for i, p in analysis.order:
                 if p in user_in[i]:
                     order |= states[i].contrib[user_in[i][p]]
+            if window_slot is not None:  # the rows of its partition, by key
+                if not all(s.replay_exact for s in states):
+                    self.refuse(f"`{step}` computes a window over rows chosen by an earlier "
+                                "limit, dropDuplicates or nondeterministic step; lineage "
+                                "through it would not be exact")
+                slots[window_slot] = KeySlot(op_id, inputs[0].op_id,
+                                             tuple(analysis.window_keys or ()))
+                framed, keys = started(
+                    framed_mapping(analysis, in_cols, out_cols, is_hidden), window_slot)
+                contrib = tuple(c | f for c, f in zip(contrib, framed, strict=True))
+                influence |= keys
             if match is not None:
                 slots[match["slot"]] = MatchSlot(op_id, inputs[0].op_id, inputs[1].op_id,
                                                  dict(match["renames"]))
@@ -279,6 +311,24 @@ class Recorder:
         self.add(Step(op_id, step, tuple(t.op_id for t in inputs), tuple(analysis.kinds),
                       lineage, analysis.spec, state, user_cols, analysis.deterministic, where))
         return new, state, op_id
+
+    def _with_window_slot(self, step: str, analysis: StepAnalysis, base: DataFrame,
+                          remake: Callable[[DataFrame], DataFrame] | None
+                          ) -> tuple[DataFrame, str]:
+        """The window step made again over ``base`` plus a key slot: the hash of each
+        row's partition key, by which a query finds the rows of its partition."""
+        if remake is None:
+            raise UnsupportedStepError(f"`{step}` holds a window function; windows are "
+                                       "tracked in select, selectExpr and withColumn(s)")
+        names = [base.columns[pos_index(k)] for k in analysis.window_keys or ()]
+        twice = [n for n in names if base.columns.count(n) > 1]
+        if twice:
+            raise UnsupportedStepError(
+                f"`{step}`: the window's partition column `{twice[0]}` is one of two columns "
+                "of that name; rename one first (toDF or withColumnRenamed)")
+        slot = self.new_slot()
+        keyed = base.withColumn(slot, content_hash([quoted(n) for n in names], "key"))
+        return remake(keyed), slot
 
     # -- end ------------------------------------------------------------------------------
     def finish(self) -> tuple[list[dict[str, Any]], BaseException | None]:

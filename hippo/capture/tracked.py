@@ -150,19 +150,28 @@ class TrackedDataFrame:
                                                                   **extra))
 
     # -- one-to-one and generators -------------------------------------------------------
+    # Each passes ``remake``, the same call on another DataFrame: a step with a window
+    # function is made again over its input plus a key slot (Recorder.record_step).
     def select(self, *cols: Any) -> TrackedDataFrame:
-        new = self._df.select(*_flatten(cols), *self._hidden())
-        return self._derive(_dedupe_hidden(new), "select")
+        def remake(df: DataFrame) -> DataFrame:
+            return _dedupe_hidden(df.select(*_flatten(cols), *_hidden_of(df)))
+
+        return self._derive(remake(self._df), "select", remake=remake)
 
     def selectExpr(self, *exprs: str) -> TrackedDataFrame:  # noqa: N802 (pyspark's name)
-        new = self._df.selectExpr(*_flatten(exprs), *[f"`{h}`" for h in self._hidden()])
-        return self._derive(_dedupe_hidden(new), "selectExpr")
+        def remake(df: DataFrame) -> DataFrame:
+            return _dedupe_hidden(df.selectExpr(*_flatten(exprs),
+                                                *[f"`{h}`" for h in _hidden_of(df)]))
+
+        return self._derive(remake(self._df), "selectExpr", remake=remake)
 
     def withColumn(self, name: str, col: Column) -> TrackedDataFrame:  # noqa: N802
-        return self._derive(self._df.withColumn(name, col), "withColumn")
+        return self._derive(self._df.withColumn(name, col), "withColumn",
+                            remake=lambda df: df.withColumn(name, col))
 
     def withColumns(self, *mapping: dict[str, Column]) -> TrackedDataFrame:  # noqa: N802
-        return self._derive(self._df.withColumns(*mapping), "withColumns")
+        return self._derive(self._df.withColumns(*mapping), "withColumns",
+                            remake=lambda df: df.withColumns(*mapping))
 
     def withColumnRenamed(self, existing: str, new: str) -> TrackedDataFrame:  # noqa: N802
         return self._derive(self._df.withColumnRenamed(existing, new), "withColumnRenamed")
@@ -445,6 +454,10 @@ def _with_key_slot(run: Recorder, grouped: DataFrame, n_keys: int) -> DataFrame:
     slot = run.new_slot()
     keys = [quoted(c) for c in grouped.columns[:n_keys]]
     return grouped.withColumn(slot, content_hash(keys, "key")).withColumn(ID, F.col(slot))
+
+
+def _hidden_of(df: DataFrame) -> list[str]:
+    return [c for c in df.columns if is_hidden(c)]
 
 
 def _dedupe_hidden(df: DataFrame) -> DataFrame:

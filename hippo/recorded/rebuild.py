@@ -124,6 +124,8 @@ def _unary(node: S.Node, child: DataFrame) -> DataFrame:
     if isinstance(node, S.RepartitionBy):
         exprs = [F.expr(e) for e in node.exprs]
         return child.repartition(node.n, *exprs) if node.n else child.repartition(*exprs)
+    if isinstance(node, S.Window):
+        return child.select("*", *[F.expr(e) for e in node.exprs])
     if isinstance(node, S.Pass):
         return child
     raise ValueError(f"unknown spec node `{node.op}`")

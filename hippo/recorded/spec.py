@@ -25,7 +25,7 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Pass", "spec_from_json", "rendered", "check_format", "walk",
+    "Window", "Pass", "spec_from_json", "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
@@ -208,6 +208,18 @@ class RepartitionBy(Node):
 
 
 @dataclass(frozen=True)
+class Window(Node):
+    """Window functions over whole partitions: the child's columns, then one column per
+    expression (``f(...) OVER (PARTITION BY ...) AS name``)."""
+
+    op: ClassVar[str] = "window"
+    _CHILDREN: ClassVar[tuple[str, ...]] = ("child",)
+    child: Node
+    names: tuple[str, ...]
+    exprs: tuple[Sql, ...]
+
+
+@dataclass(frozen=True)
 class Pass(Node):
     """A node that changes nothing a replay needs (an alias, a hint)."""
 
@@ -219,7 +231,7 @@ class Pass(Node):
 
 _NODES: dict[str, type[Node]] = {cls.op: cls for cls in (
     Project, Filter, Aggregate, Distinct, Dedup, Join, Generate, Sort, Limit, Offset, Union,
-    Repartition, RepartitionBy, Pass)}
+    Repartition, RepartitionBy, Window, Pass)}
 
 
 def walk(node: Node) -> list[Node]:

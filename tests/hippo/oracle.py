@@ -15,7 +15,8 @@ row of the group; union the row of its side; limit after a total order the kept 
 Filter predicates, join keys and group keys are influencing, not contributing, except
 that a group or join key *output* column is computed from the key cells it references.
 
-Not modelled: nondeterministic steps, windows, ``dropDuplicates`` on a subset, a
+Windows are modelled over whole partitions only. Not modelled: nondeterministic
+steps, ordered windows, ``dropDuplicates`` on a subset, a
 ``limit`` whose cut falls inside a tie of its order (:class:`AmbiguousLimit`).
 
 The second half compares hippo's answers (public API only) with the oracle's.
@@ -423,6 +424,29 @@ class Frame:
 
     def union_by_name(self, other: Frame) -> Frame:
         return self.union(other.select(*self.columns))
+
+    # -- windows ----------------------------------------------------------------------------
+    def window(self, name: str, agg: Agg, partition: Sequence[str]) -> Frame:
+        """``withColumn(name, agg.over(Window.partitionBy(*partition)))``: every row keeps
+        its values and gains ``agg`` over its partition (null keys partition together);
+        its row lineage is its own and its partition's rows, the new cell the partition
+        rows' cells of what ``agg`` reads (made by those rows for ``count(*)``)."""
+        parts: dict[Values, list[ORow]] = {}
+        for row in self.rows:
+            parts.setdefault(tuple(row.values[self._index(k)] for k in partition), []).append(row)
+        out = []
+        for row in self.rows:
+            rows = parts[tuple(row.values[self._index(k)] for k in partition)]
+            if agg.arg is None:
+                value, cells = agg.compute([], len(rows)), _MADE_BY_ROWS
+            else:
+                value = agg.compute([self._eval(r, agg.arg) for r in rows], len(rows))
+                cells = _union(self._cells(r, agg.arg.refs) for r in rows)
+            out.append(ORow(row.values + (value,), _union(r.rows for r in rows),
+                            row.cells + (cells,)))
+        if name in self.columns:
+            raise ValueError("window columns here are new columns")
+        return self._with([*self.columns, name], out)
 
     # -- answers --------------------------------------------------------------------------
     def chosen(self, where: Callable[[dict[str, Any]], Any]) -> list[ORow]:

@@ -594,3 +594,105 @@ def test_missing_value_steps_refuse_hidden_columns_and_transform_checks_its_resu
         run.sink("all", src.fillna(0).na.drop(how="all"), str(tmp_path / "out" / "all"))
     assert spark.read.format("delta").load(str(tmp_path / "out" / "all")).filter(
         "qty IS NULL OR price IS NULL").count() == 0
+
+
+def test_union_by_name_allowing_missing_columns_matches_oracle(spark, store, tmp_path):
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
+    with store.run("union_missing") as run:
+        o = run.source("orders", orders).select("cust", "qty", "oid")
+        c = run.source("customers", customers).select(F.col("tier").alias("qty"), "cust",
+                                                      "region")
+        path = _sink(run, "all", o.unionByName(c, allowMissingColumns=True), tmp_path)
+    # Each side gets the other's columns as nulls, which no cell of the other side made.
+    nulls = raw(lambda: None)
+    oracle = o_orders.select("cust", "qty", "oid", ("region", nulls)).union(
+        o_customers.select("cust", ("qty", col("tier")), ("oid", nulls), "region"))
+    assert_sink_matches(spark, path, oracle)
+    north = Where("region = 'north' OR oid = 2", lambda r: r["region"] == "north" or r["oid"] == 2)
+    got = assert_backward_matches(store, "all", oracle, north)
+    assert set(got) == {"orders", "customers"}
+    got = assert_backward_matches(store, "all", oracle, north, columns=["qty"])
+    assert got["customers"][0] == ["tier"] and got["orders"][0] == ["qty"]
+    assert_forward_matches(store, "customers", {"all": oracle},
+                           Where("tier > 1", lambda r: r["tier"] is not None and r["tier"] > 1))
+
+
+# -- windows --------------------------------------------------------------------------------
+def test_whole_partition_windows_match_oracle_and_trace_replay_and_removal(spark, store, tmp_path):
+    from pyspark.sql import Window
+
+    orders, o_orders = _orders(spark, tmp_path)
+    by_cust = Window.partitionBy("cust")
+    with store.run("windows") as run:
+        src = run.source("orders", orders)
+        out = (src.withColumn("cust_qty", F.sum("qty").over(by_cust))
+               .withColumn("cust_n", F.count(F.lit(1)).over(by_cust))
+               # a window and the row's own value in one expression
+               .withColumn("share", F.col("price") / F.max("price").over(by_cust))
+               .select("oid", "cust", "price", "cust_qty", "cust_n", "share"))
+        _sink(run, "windowed", out, tmp_path)
+        overall = src.select("oid", "qty", F.sum("price").over(Window.partitionBy()).alias("all"))
+        _sink(run, "overall", overall, tmp_path)
+
+    def pipelines(frame):
+        windowed = (frame.window("cust_qty", sum_of("qty"), ["cust"])
+                    .window("cust_n", count_rows(), ["cust"])
+                    .window("top", max_of("price"), ["cust"])
+                    .with_column("share", expr(lambda p, m: p / m, "price", "top"))
+                    .select("oid", "cust", "price", "cust_qty", "cust_n", "share"))
+        whole = frame.window("all", sum_of("price"), []).select("oid", "qty", "all")
+        return {"windowed": windowed, "overall": whole}
+
+    oracles = pipelines(o_orders)
+    for name, oracle in oracles.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / name), oracle)
+    bob = Where("cust = 'bob'", lambda r: r["cust"] == "bob")
+    got = assert_backward_matches(store, "windowed", oracles["windowed"], bob)
+    assert len(got["orders"][1]) == 2
+    got = assert_backward_matches(store, "windowed", oracles["windowed"], bob,
+                                  columns=["cust_qty"])
+    assert got["orders"][0] == ["qty"]
+    assert_backward_matches(store, "windowed", oracles["windowed"], bob, columns=["share"])
+    assert_backward_matches(store, "windowed", oracles["windowed"], bob, columns=["cust_n"])
+    one = Where("oid = 1", lambda r: r["oid"] == 1)
+    got = assert_backward_matches(store, "overall", oracles["overall"], one, columns=["all"])
+    assert len(got["orders"][1]) == len(ORDERS)
+    assert_backward_matches(store, "overall", oracles["overall"], one, columns=["qty"])
+    assert_forward_matches(store, "orders", oracles,
+                           Where("oid IN (2, 7)", lambda r: r["oid"] in (2, 7)))
+
+    # Trace: at the source, the rows of bob's partition; replay: what the run wrote.
+    steps = store.trace("windowed", where="oid = 2")
+    at_source = [s for s in steps if s.step == "source"][0]
+    assert sorted(r.oid for r in at_source.rows.collect()) == [2, 5]
+    assert any(s.kind == "many_to_many" for s in steps)
+    for name in oracles:
+        replayed = store.replay(run.run_id)[name]
+        written = spark.read.format("delta").load(str(tmp_path / "out" / name))
+        assert sorted(map(tuple, replayed.collect())) == sorted(map(tuple, written.collect()))
+
+    report = store.remove("orders", where="oid = 5")
+    assert report.removed == 1
+    kept = pipelines(Frame.source("orders", o_orders.columns,
+                                  [r for r in ORDERS if r[0] != 5]))
+    for name, oracle in kept.items():
+        assert_sink_matches(spark, str(tmp_path / "out" / name), oracle)
+
+
+def test_windows_hippo_cannot_record_exactly_yet_are_refused_by_name(spark, store, tmp_path):
+    from pyspark.sql import Window
+
+    from hippo.errors import UnsupportedStepError
+
+    orders, _ = _orders(spark, tmp_path)
+    with store.run("ordered_windows") as run:
+        src = run.source("orders", orders)
+        ordered = Window.partitionBy("cust").orderBy("oid")
+        for col_, match in [(F.lag("qty").over(ordered), "ORDER BY"),
+                            (F.row_number().over(ordered), "ORDER BY"),
+                            (F.sum("qty").over(Window.partitionBy(F.upper("cust"))),
+                             "partition by columns")]:
+            with pytest.raises(UnsupportedStepError, match=match):
+                src.withColumn("w", col_)
+        run.sink("plain", src.select("oid"), str(tmp_path / "out" / "plain"))

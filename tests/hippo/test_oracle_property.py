@@ -18,6 +18,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 import hippo
@@ -294,8 +295,29 @@ def step_repartition(ctx: Context, pipe: Pipe) -> Pipe | None:
     return replace(pipe, tracked=tracked, frame=pipe.frame.repartition())
 
 
+def step_window(ctx: Context, pipe: Pipe) -> Pipe | None:
+    if pipe.limited:
+        return None
+    cols = list(pipe.frame.columns)
+    keys = ctx.draw(st.lists(st.sampled_from(cols), max_size=2, unique=True), "partition keys")
+    choices = ["count(*)", "count"] + (["sum", "avg", "min", "max"] if pipe.of("int") else [])
+    fn = ctx.draw(st.sampled_from(choices), "window function")
+    name = ctx.name("w")
+    if fn == "count(*)":
+        spark_fn, agg, kind = F.count(F.lit(1)), count_rows(), "int"
+    else:
+        c = ctx.draw(st.sampled_from(cols if fn == "count" else pipe.of("int")), f"{fn} column")
+        spark_fn = getattr(F, fn)(c)
+        agg = {"count": count_of, "sum": sum_of, "avg": avg_of, "min": min_of,
+               "max": max_of}[fn](c)
+        kind = {"count": "int", "avg": "float"}.get(fn, pipe.types[c])
+    tracked = pipe.tracked.withColumn(name, spark_fn.over(Window.partitionBy(*keys)))
+    return Pipe(tracked, pipe.frame.window(name, agg, keys), {**pipe.types, name: kind})
+
+
 STEPS = [step_filter, step_with_column, step_select, step_explode, step_aggregate,
-         step_distinct, step_join, step_union, step_order_limit, step_repartition]
+         step_distinct, step_join, step_union, step_order_limit, step_repartition,
+         step_window]
 
 
 def _source_rows(name: str) -> st.SearchStrategy:
@@ -303,7 +325,7 @@ def _source_rows(name: str) -> st.SearchStrategy:
     return st.lists(rows, min_size=1, max_size=6, unique=True)
 
 
-@settings(max_examples=12, deadline=None, print_blob=True,
+@settings(max_examples=16, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_pipelines_answer_backward_and_forward_like_the_oracle(
@@ -380,7 +402,7 @@ def _rows_of(df) -> Counter:
     return Counter(tuple(_norm(v) for v in r) for r in df.collect())
 
 
-@settings(max_examples=6, deadline=None, print_blob=True,
+@settings(max_examples=8, deadline=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_removals_repair_random_pipelines_like_a_recompute(spark, tmp_path_factory, data):
