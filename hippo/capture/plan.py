@@ -16,6 +16,8 @@ time and compares schemas, which catches that.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,6 +81,22 @@ def _quote(name: str) -> str:
 
 
 _SUBQUERIES = {"ScalarSubquery", "ListQuery", "Exists", "InSubquery", "LateralSubquery"}
+_OTHER_UDFS = {"ScalaUDF", "ScalaUDAF", "ScalaAggregator", "PythonUDAF", "PythonUDTF",
+               "HiveSimpleUDF", "HiveGenericUDF", "HiveUDAFFunction", "HiveGenericUDTF"}
+# Python UDF eval types a spec can record: plain (batched), Arrow-batched, scalar pandas.
+_UDF_EVAL_TYPES = (100, 101, 200)
+
+
+def _is_function(command: bytes) -> bool:
+    """Whether a UDF's pickled command is its ``(function, return type)`` itself, not a
+    reference to a broadcast copy."""
+    from pyspark.serializers import CPickleSerializer
+
+    try:
+        loaded = CPickleSerializer().loads(command)
+    except Exception:  # noqa: BLE001 -- a broadcast reference does not load here
+        return False
+    return isinstance(loaded, tuple) and len(loaded) == 2 and callable(loaded[0])
 
 
 class _Sql:
@@ -120,6 +138,7 @@ class _Walker:
         self._loose: int | None = None
         self.window_keys: list[str] | None = None
         self.framed: dict[int, set[Ref]] = {}
+        self.udfs: dict[int, tuple[str, str, int, bool]] = {}  # result id -> spec entry
 
     # -- expressions ------------------------------------------------------------------
     def _to_seq(self, items: list[JavaObject]) -> JavaObject:
@@ -141,9 +160,42 @@ class _Walker:
         if cls in _SUBQUERIES:
             raise UnsupportedStepError(f"subquery expression `{expr.sql()}` is not supported")
         children = _seq(expr.children())
+        if cls == "PythonUDF":  # renamed to the name its recorded function gets
+            name = self._udf(expr)
+            return expr.copy(name, expr.func(), expr.dataType(),
+                             self._to_seq([self._rename(c, names) for c in children]),
+                             expr.evalType(), expr.udfDeterministic(), expr.resultId())
         if not children:
             return expr
         return expr.withNewChildren(self._to_seq([self._rename(c, names) for c in children]))
+
+    def _udf(self, expr: JavaObject) -> str:
+        """The name a Python UDF is recorded under (``__hippo_udf_<hash of its pickled
+        function>``), recording the function on first sight."""
+        key = int(expr.resultId().id())
+        if key not in self.udfs:
+            eval_type = int(expr.evalType())
+            if eval_type not in _UDF_EVAL_TYPES:
+                raise UnsupportedStepError(
+                    f"Python UDF `{expr.name()}` of eval type {eval_type} is not supported "
+                    "here; plain, Arrow-optimized and scalar pandas UDFs are")
+            command = bytes(expr.func().command().unsafeArray())
+            if not _is_function(command):
+                raise UnsupportedStepError(
+                    f"Python UDF `{expr.name()}` could not be recorded: its pickled function "
+                    "is broadcast (a closure over a large object); pass the object in "
+                    "another way")
+            digest = hashlib.sha256(command + str(eval_type).encode()).hexdigest()[:16]
+            self.udfs[key] = (f"__hippo_udf_{digest}", base64.b64encode(command).decode(),
+                              eval_type, bool(expr.udfDeterministic()))
+        return self.udfs[key][0]
+
+    def _collect_udfs(self, expr: JavaObject) -> None:
+        """Record every Python UDF in ``expr`` now (a spec lists its step's functions)."""
+        if _cls(expr) == "PythonUDF":
+            self._udf(expr)
+        for child in _seq(expr.children()):
+            self._collect_udfs(child)
 
     def _sql(self, expr: JavaObject, names: dict[int, str]) -> str:
         if not expr.deterministic():
@@ -159,16 +211,24 @@ class _Walker:
             self.deterministic = False
         tree = self._tree(expr)
         alias = None
+        udfs = False
         for node in tree:
             cls = node["class"].rsplit(".", 1)[-1]
             if cls in _SUBQUERIES:
                 raise UnsupportedStepError(f"subquery expression `{expr.sql()}` is not supported")
+            if cls in _OTHER_UDFS:
+                raise UnsupportedStepError(
+                    f"`{node.get('name', cls)}` ({cls}) is not supported; Python UDFs and "
+                    "scalar pandas UDFs are")
+            udfs = udfs or cls == "PythonUDF"
             if cls == "AttributeReference" and int(node["exprId"]["id"]) not in names:
                 raise UnsupportedStepError(
                     f"expression `{expr.sql()}` references a column outside its input "
                     "(correlated subqueries are not supported)")
         if named and tree[0]["class"].endswith(_ATTR):
             alias = str(tree[0]["name"])
+        if udfs:
+            self._collect_udfs(expr)
         return _Sql(self, expr, names, alias)
 
     def _tree(self, expr: JavaObject) -> list[dict[str, Any]]:
@@ -477,6 +537,9 @@ def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
     walker = _Walker(jvm, plans, [_output_ids(df, plan) for df, plan in zip(inputs, plans)])
     ids, refs, spec = walker.walk(result._jdf.queryExecution().analyzed())
     result._hippo_output_ids = ids  # the next step's input: its ids are known now
+    if walker.udfs:  # the functions its SQL calls, registered before it is rebuilt
+        spec = S.Udfs(spec, tuple(getattr(spec, "names", ())),
+                      tuple(sorted(set(walker.udfs.values()))))
     return StepAnalysis(
         contributing=[set(refs.get(eid, set())) for eid in ids],
         influencing=walker.influencing,

@@ -56,7 +56,7 @@ _LINEAR_SIDE = {"inner": ("left", "right"), "cross": ("left", "right"),
                 "left": ("left",), "left_outer": ("left",), "left_semi": ("left",),
                 "left_anti": ("left",), "right": ("right",), "right_outer": ("right",)}
 _LINEAR_NODES = (S.Input, S.Project, S.Filter, S.Generate, S.Sort, S.Union, S.Repartition,
-                 S.RepartitionBy, S.Pass, S.Join)
+                 S.RepartitionBy, S.Pass, S.Join, S.Udfs)
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ def subtracted(run: RecordedRun, inv: Inversion, source_op: int, removed: DataFr
     pos = positional(_removed_through(run, source_op, removed, origin.input_op))
     names = [f"__hippo_d{i}" for i in range(len(inv.aggs))]
     linear = [i for i, k in enumerate(inv.kinds) if k != "keep"]
-    delta = pos.groupBy(content_hash(list(origin.keys), "key").alias(KEY)).agg(
+    delta = pos.groupBy(run.key_hash(origin).alias(KEY)).agg(
         *[F.expr(inv.aggs[i]).alias(names[i]) for i in linear])
     cols = list(inv.sink.columns)
     state = inv.sink.state

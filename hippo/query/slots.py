@@ -124,7 +124,7 @@ class Slots:
         pos = positional(df)
         if where is not None:
             pos = pos.filter(where)
-        key = content_hash(list(origin.keys), "key")
+        key = self.run.key_hash(origin)
         return pos.withColumn(KEY, key).toDF(*df.columns, KEY)
 
     def group(self, origin: Origin, where: Column | None = None) -> DataFrame:

@@ -26,7 +26,6 @@ from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
 from hippo.recorded import spec as S
 from hippo.recorded.ids import (
     ID,
-    content_hash,
     derived_id,
     is_hidden,
     pos_name,
@@ -82,7 +81,7 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
         rows = frames[origin.input_op]
         hashed = positional(rows).select(
             F.col(pos_name(rows.columns.index(ID))).alias("id"),
-            content_hash(list(origin.keys), "key").alias("k"))
+            run.key_hash(origin).alias("k"))
         groups = kept.select(F.col(key).alias("k")).distinct()
         return [(origin.input_op, hashed.join(groups, "k", "left_semi").select("id"))]
     nodes = S.walk(step.spec)

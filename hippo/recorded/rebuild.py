@@ -7,9 +7,11 @@ a step's spec rebuilds to what the run computed) and by every reader of a record
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -17,7 +19,7 @@ from pyspark.sql import functions as F
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
 
-__all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans"]
+__all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]
 
 _CONSTRAINTS = "spark.sql.constraintPropagation.enabled"
 
@@ -67,6 +69,9 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False) -
     """
     if isinstance(node, S.Input):
         return inputs[node.input]
+    if isinstance(node, S.Udfs):
+        register_udfs(inputs[0].sparkSession, node.udfs)
+        return build_step(node.child, inputs, every_row)
     if isinstance(node, S.Join):
         out = _joined(node, build_step(node.left, inputs, every_row),
                       build_step(node.right, inputs, every_row), node.how)
@@ -77,6 +82,25 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False) -
         child = positional(build_step(node.child, inputs, every_row))  # type: ignore[attr-defined]
         out = child if every_row and isinstance(node, PICKING) else _unary(node, child)
     return out.toDF(*node.names)  # type: ignore[attr-defined]
+
+
+def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
+    """Register a spec's recorded Python functions under their recorded names (once per
+    session; the names hash the pickled functions, so a name never changes meaning)."""
+    from pyspark.serializers import CPickleSerializer
+    from pyspark.sql.udf import _create_udf
+
+    done: set[str] = spark.__dict__.setdefault("_hippo_udfs", set())
+    for name, payload, eval_type, deterministic in udfs:
+        if name in done:
+            continue
+        func, return_type = CPickleSerializer().loads(base64.b64decode(payload))
+        # The recorded eval type, not one inferred again from the function's type hints
+        # (a pickled function may no longer resolve them).
+        fn = _create_udf(func, return_type, int(eval_type), name=name,
+                         deterministic=bool(deterministic))
+        spark.udf.register(name, fn)
+        done.add(name)
 
 
 def build_pairs(node: S.Node, inputs: list[DataFrame]) -> DataFrame:

@@ -11,12 +11,15 @@ from dataclasses import replace
 from typing import Any
 
 import networkx as nx
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 
 from hippo.errors import UnknownSinkError, UnknownSourceError
+from hippo.recorded import spec as S
+from hippo.recorded.ids import content_hash
 from hippo.recorded.pinned import check_readable, read_source
-from hippo.recorded.rebuild import build_step
+from hippo.recorded.rebuild import build_step, register_udfs
 from hippo.recorded.spec import check_format
+from hippo.recorded.state import KeySlot
 from hippo.recorded.steps import Step
 
 __all__ = ["RecordedRun"]
@@ -83,6 +86,14 @@ class RecordedRun:
         out.update({s.sink.path: s.sink.version for s in self.sinks.values()
                     if s.sink.version is not None})
         return out
+
+    def key_hash(self, origin: KeySlot) -> Column:
+        """The hash of a key slot's group (or partition) key, over its input step's
+        positional columns; Python functions the key calls are registered first."""
+        spec = self.steps[origin.op].spec
+        if isinstance(spec, S.Udfs):
+            register_udfs(self.spark, spec.udfs)
+        return content_hash(list(origin.keys), "key")
 
     def frame(self, op_id: int) -> DataFrame:
         """The step's output as the run computed it, hidden columns included."""

@@ -25,7 +25,7 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Window", "Pass", "spec_from_json", "rendered", "check_format", "walk",
+    "Window", "Udfs", "Pass", "spec_from_json", "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
@@ -220,6 +220,23 @@ class Window(Node):
 
 
 @dataclass(frozen=True)
+class Udfs(Node):
+    """The Python functions a step's SQL calls by the names ``__hippo_udf_<hash>``, each
+    ``(name, its pickled (function, return type) in base64, Spark eval type,
+    deterministic)``: registered in the session before ``child`` is rebuilt.
+
+    A function pickled by reference (defined in an importable module, not in ``__main__``
+    or a notebook) is that module's function when it is rebuilt, not the one recorded.
+    """
+
+    op: ClassVar[str] = "udfs"
+    _CHILDREN: ClassVar[tuple[str, ...]] = ("child",)
+    child: Node
+    names: tuple[str, ...]
+    udfs: tuple[tuple[str, str, int, bool], ...]
+
+
+@dataclass(frozen=True)
 class Pass(Node):
     """A node that changes nothing a replay needs (an alias, a hint)."""
 
@@ -231,7 +248,7 @@ class Pass(Node):
 
 _NODES: dict[str, type[Node]] = {cls.op: cls for cls in (
     Project, Filter, Aggregate, Distinct, Dedup, Join, Generate, Sort, Limit, Offset, Union,
-    Repartition, RepartitionBy, Window, Pass)}
+    Repartition, RepartitionBy, Window, Udfs, Pass)}
 
 
 def walk(node: Node) -> list[Node]:

@@ -11,6 +11,7 @@ preview) with the oracle's pipeline over the sources without those rows.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -110,15 +111,23 @@ def step_filter(ctx: Context, pipe: Pipe) -> Pipe | None:
     return replace(pipe, tracked=pipe.tracked.filter(spark), frame=pipe.frame.filter(oracle))
 
 
+@functools.cache
+def _udf() -> Any:
+    """The arithmetic step as a Python function: recorded with the step, run again by
+    queries (made once a session exists)."""
+    return F.udf(lambda x, y: None if x is None or y is None else x + y * 2, "bigint")
+
+
 def step_with_column(ctx: Context, pipe: Pipe) -> Pipe | None:
     ints = pipe.of("int")
-    form = ctx.draw(st.sampled_from(["arithmetic", "coalesce", "literal"]), "expression")
+    form = ctx.draw(st.sampled_from(["arithmetic", "python udf", "coalesce", "literal"]),
+                    "expression")
     c1 = None
-    if form == "arithmetic" and ints:
+    if form in ("arithmetic", "python udf") and ints:
         c1 = ctx.draw(st.sampled_from(ints), "c1")
         c2 = ctx.draw(st.sampled_from(ints), "c2")
-        spark, oracle, kind = (F.col(c1) + F.col(c2) * 2,
-                               expr(lambda x, y: x + y * 2, c1, c2), "int")
+        made = F.col(c1) + F.col(c2) * 2 if form == "arithmetic" else _udf()(c1, c2)
+        spark, oracle, kind = made, expr(lambda x, y: x + y * 2, c1, c2), "int"
     elif form == "literal":
         spark, oracle, kind = F.lit(7), raw(lambda: 7), "int"  # references no column
     else:
