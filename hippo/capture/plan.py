@@ -43,6 +43,8 @@ _JOIN_HOW = {
     "LeftSemi": "left_semi",
     "LeftAnti": "left_anti",
 }
+# Plan nodes a step with a window may also hold.
+_WITH_WINDOW = {"Window", "Project", "SubqueryAlias", "ResolvedHint"}
 _OUTER_GENERATORS = {"explode": "explode_outer", "posexplode": "posexplode_outer",
                      "inline": "inline_outer"}
 
@@ -159,6 +161,9 @@ class _Walker:
             return expr.withName(names[eid]).withQualifier(self._empty)
         if cls in _SUBQUERIES:
             raise UnsupportedStepError(f"subquery expression `{expr.sql()}` is not supported")
+        if cls in _OTHER_UDFS:
+            raise UnsupportedStepError(f"`{expr.sql()}` ({cls}) is not supported; Python UDFs "
+                                       "and scalar pandas UDFs are")
         children = _seq(expr.children())
         if cls == "PythonUDF":  # renamed to the name its recorded function gets
             name = self._udf(expr)
@@ -185,9 +190,11 @@ class _Walker:
                     f"Python UDF `{expr.name()}` could not be recorded: its pickled function "
                     "is broadcast (a closure over a large object); pass the object in "
                     "another way")
-            digest = hashlib.sha256(command + str(eval_type).encode()).hexdigest()[:16]
+            deterministic = bool(expr.udfDeterministic())
+            digest = hashlib.sha256(command + f"{eval_type} {deterministic}".encode()
+                                    ).hexdigest()[:16]
             self.udfs[key] = (f"__hippo_udf_{digest}", base64.b64encode(command).decode(),
-                              eval_type, bool(expr.udfDeterministic()))
+                              eval_type, deterministic)
         return self.udfs[key][0]
 
     def _collect_udfs(self, expr: JavaObject) -> None:
@@ -536,6 +543,13 @@ def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
     plans = [df._jdf.queryExecution().analyzed() for df in inputs]
     walker = _Walker(jvm, plans, [_output_ids(df, plan) for df, plan in zip(inputs, plans)])
     ids, refs, spec = walker.walk(result._jdf.queryExecution().analyzed())
+    others = sorted(set(walker.kinds) - _WITH_WINDOW)
+    if walker.window_keys is not None and others:
+        # Its partitions are of the rows the Window node sees, which its key slot finds
+        # among the step's input rows only when nothing else in the step makes rows.
+        raise UnsupportedStepError(
+            f"a window in the same step as {', '.join(f'`{k}`' for k in others)}: compute "
+            "the window in a withColumn of its own")
     result._hippo_output_ids = ids  # the next step's input: its ids are known now
     if walker.udfs:  # the functions its SQL calls, registered before it is rebuilt
         spec = S.Udfs(spec, tuple(getattr(spec, "names", ())),

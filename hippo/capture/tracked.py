@@ -228,18 +228,23 @@ class TrackedDataFrame:
                              f"columns: {', '.join(self.columns)}")
         return names
 
+    def _named(self, subset: Any, step: str) -> list[str]:
+        """``subset`` as Spark's ``na`` functions resolve names: as given, or (None) every
+        user column quoted, so a name with a dot is one column."""
+        cols = self._user_columns(subset, step)
+        return [quoted(c) for c in cols] if subset is None else cols
+
     def fillna(self, value: Any, subset: Any = None) -> TrackedDataFrame:
         if isinstance(value, dict):
             self._user_columns(list(value), "fillna")
             return self._derive(self._df.fillna(value), "fillna")
-        return self._derive(self._df.fillna(value, self._user_columns(subset, "fillna")),
-                            "fillna")
+        return self._derive(self._df.fillna(value, self._named(subset, "fillna")), "fillna")
 
     def dropna(self, how: str = "any", thresh: int | None = None,
                subset: Any = None) -> TrackedDataFrame:
         """pyspark's ``dropna``, as a filter hippo can record and rebuild (Spark's own plan
         calls an internal function that no SQL text names)."""
-        if how not in ("any", "all"):
+        if how not in ("any", "all", None):  # None: as pyspark, at least one value
             raise HippoError(f"dropna: how must be 'any' or 'all', not {how!r}")
         cols = self._user_columns(subset, "dropna")
         types = dict(self._df.dtypes)
@@ -270,7 +275,7 @@ class TrackedDataFrame:
 
     def replace(self, to_replace: Any, value: Any = _NO_VALUE,
                 subset: Any = None) -> TrackedDataFrame:
-        cols = self._user_columns(subset, "replace")
+        cols = self._named(subset, "replace")
         if value is _NO_VALUE:
             return self._derive(self._df.replace(to_replace, subset=cols), "replace")
         return self._derive(self._df.replace(to_replace, value, cols), "replace")

@@ -14,15 +14,17 @@ A ``where`` is a predicate over an endpoint's own columns, never code (DESIGN pr
    ``columns`` (a struct field may follow it). Anything else, including every node class
    not on the allowlist, is refused. This is the check that matters: analyzing a
    subquery already reads the other table's Delta log, so nothing is analyzed first.
+   Still before analysis, every called name must be one of Spark's built-in functions
+   *in this session*: its entry in the session's function registry is the built-in
+   one (``spark.udf.register("upper", ...)`` puts a Python UDF in its place, and a name
+   Spark has no built-in for would be looked up among temporary and persistent
+   functions, whose analysis may read other tables).
 2. After analysis of ``df.filter(...)``, when the tree calls a function or holds a
-   Column's bound attribute: the plan is a filter of ``df``'s own rows; every function
-   name resolves to Spark's built-in (``spark.udf.register("upper", ...)`` puts a Python
-   UDF in its place, which step 1 cannot see), checked by comparing the session's
-   function registry with the built-in one, name by name; every column the condition
-   references is one of ``columns`` (compared as the session compares names); the
-   condition is deterministic and boolean. Names on the allowlist that resolve to
-   themselves cannot reach reflection, subqueries, session variables or the clock, so
-   the resolved tree is not walked again (a walk costs ~0.7 ms per node).
+   Column's bound attribute: the plan is a filter of ``df``'s own rows; every column the
+   condition references is one of ``columns`` (compared as the session compares names);
+   the condition is deterministic and boolean. Built-ins on the allowlist cannot reach
+   reflection, subqueries, session variables or the clock, so the resolved tree is not
+   walked again (a walk costs ~0.7 ms per node).
 
 What is NOT checked: cost. A regular expression that backtracks, a long IN list, a deep
 CASE or text that takes the parser long to reject is accepted or refused only after it
@@ -88,7 +90,7 @@ _OPTIONAL_CHILDREN = frozenset([(_E + "CaseWhen", "elseValue")])
 # reading nothing but their arguments. Lower case; operators are here because Columns
 # call them by name ("=", "and", "isNotNull").
 _FUNCTIONS = frozenset("""
-    = == <=> < <= > >= != <> ! not and or in between isnull isnotnull isnan equal_null
+    = == <=> < <= > >= ! not and or in between isnull isnotnull isnan equal_null
     like ilike rlike regexp regexp_like
     + - * / % div mod pmod negative positive & | ^ ~ << >> >>>
     bit_count bit_get getbit shiftleft shiftright shiftrightunsigned
@@ -241,6 +243,8 @@ def checked_filter(
     with _spark_errors(ctx):
         nodes = json.loads(expr.toJSON())
     _check_unresolved(nodes, ctx)
+    called = {_parts(n["nameParts"]).lower() for n in nodes if n["class"] == _FUNCTION}
+    _check_built_in(df, called, ctx)
     with _spark_errors(ctx):
         # The checked expression itself, not a re-parse of the text.
         jc = df.sparkSession._jvm.org.apache.spark.sql.classic.ExpressionUtils.column(expr)
@@ -248,9 +252,8 @@ def checked_filter(
     # A tree of columns, literals and operators resolves to itself (operators are not
     # looked up in the function registry), so only one with a function call or a
     # Column's bound attribute is checked again after analysis.
-    called = {_parts(n["nameParts"]).lower() for n in nodes if n["class"] == _FUNCTION}
     if called or any(n["class"] == _BOUND_ATTRIBUTE for n in nodes):
-        _check_resolved(df, out, called, ctx)
+        _check_resolved(df, out, ctx)
     log.debug("where on %s accepted (%d nodes)", target, len(nodes))
     return out
 
@@ -382,21 +385,35 @@ def _check_call(node: dict[str, Any], ctx: _Where) -> None:
                    "allowed (it reads the clock or the session's time zone)")
 
 
-def _check_resolved(df: DataFrame, out: DataFrame, called: set[str], ctx: _Where) -> None:
-    """Belt and braces: what the checked names resolved to (module docstring, step 2)."""
-    plan = out._jdf.queryExecution().analyzed()
-    if plan.nodeName() != "Filter" or not plan.child().equals(df._jdf.queryExecution().analyzed()):
-        ctx.refuse("Spark rewrote the filter into more than a filter of the rows")
+def _check_built_in(df: DataFrame, called: set[str], ctx: _Where) -> None:
+    """Refuse, before analysis, a called name that is not one of Spark's built-in
+    functions in this session: Spark looks a name up among the built-ins first, then
+    among the session's temporary functions and the catalog's persistent ones (whose
+    analysis could read other tables), and ``spark.udf.register("upper", ...)`` puts a
+    Python UDF in the built-in's place."""
+    if not called:
+        return
     jvm = df.sparkSession._jvm
     registry = df.sparkSession._jsparkSession.sessionState().functionRegistry()
     builtin = jvm.org.apache.spark.sql.catalyst.analysis.FunctionRegistry.builtin()
     for name in sorted(called):
         ident = jvm.org.apache.spark.sql.catalyst.FunctionIdentifier.apply(name)
+        spark_own = builtin.lookupFunction(ident)
+        if not spark_own.isDefined():
+            ctx.refuse(f"function `{name}` is not one of Spark's built-in functions")
         # The session's registry starts as a copy of the built-in one, sharing its
         # entries; registering a function under the name replaces the session's entry.
-        if not registry.lookupFunction(ident).equals(builtin.lookupFunction(ident)):
+        if not registry.lookupFunction(ident).equals(spark_own):
             ctx.refuse(f"function `{name}` is registered in this session as a user-defined "
                        "function in place of Spark's built-in")
+
+
+def _check_resolved(df: DataFrame, out: DataFrame, ctx: _Where) -> None:
+    """Belt and braces: what the checked names resolved to (module docstring, step 2)."""
+    plan = out._jdf.queryExecution().analyzed()
+    if plan.nodeName() != "Filter" or not plan.child().equals(df._jdf.queryExecution().analyzed()):
+        ctx.refuse("Spark rewrote the filter into more than a filter of the rows")
+    jvm = df.sparkSession._jvm
     cond = plan.condition()
     # A resolved column keeps the user's spelling, so compare as Spark resolved it.
     folded = df.sparkSession.conf.get("spark.sql.caseSensitive", "false") != "true"

@@ -16,6 +16,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from hippo.errors import HippoError
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
 
@@ -94,7 +95,13 @@ def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
     for name, payload, eval_type, deterministic in udfs:
         if name in done:
             continue
-        func, return_type = CPickleSerializer().loads(base64.b64decode(payload))
+        try:
+            func, return_type = CPickleSerializer().loads(base64.b64decode(payload))
+        except Exception as err:  # a module it was pickled by reference from is missing
+            raise HippoError(
+                f"the recorded Python function `{name}` cannot be loaded in this process: "
+                f"{type(err).__name__}: {err}; a function defined in a module is recorded "
+                "by reference, so that module must be importable here") from err
         # The recorded eval type, not one inferred again from the function's type hints
         # (a pickled function may no longer resolve them).
         fn = _create_udf(func, return_type, int(eval_type), name=name,
@@ -112,6 +119,8 @@ def build_pairs(node: S.Node, inputs: list[DataFrame]) -> DataFrame:
     while not isinstance(node, S.Join):
         if not hasattr(node, "child"):
             raise ValueError("the step has no join to pair rows of")
+        if isinstance(node, S.Udfs):  # the join condition may call them
+            register_udfs(inputs[0].sparkSession, node.udfs)
         node = node.child  # type: ignore[attr-defined]
     left = build_step(node.left, inputs)
     right = build_step(node.right, inputs)

@@ -594,9 +594,13 @@ def test_missing_value_steps_refuse_hidden_columns_and_transform_checks_its_resu
             src.transform(lambda df: df.df)
         with pytest.raises(HippoError, match="3 names for 5 columns"):
             src.toDF("a", "b", "c")
-        run.sink("all", src.fillna(0).na.drop(how="all"), str(tmp_path / "out" / "all"))
-    assert spark.read.format("delta").load(str(tmp_path / "out" / "all")).filter(
-        "qty IS NULL OR price IS NULL").count() == 0
+        dotted = src.withColumnRenamed("price", "price.usd")  # a dot in a name
+        run.sink("all", dotted.fillna(0).replace(9, 90).na.drop(how="all"),
+                 str(tmp_path / "out" / "all"))
+    out = spark.read.format("delta").load(str(tmp_path / "out" / "all"))
+    assert out.filter("qty IS NULL OR `price.usd` IS NULL").count() == 0
+    assert sorted(r[0] for r in out.select("`price.usd`").collect()) == [
+        0, 7, 10, 12, 25, 30, 90]
 
 
 def test_union_by_name_allowing_missing_columns_matches_oracle(spark, store, tmp_path):
@@ -698,12 +702,16 @@ def test_windows_hippo_cannot_record_exactly_yet_are_refused_by_name(spark, stor
                              "partition by columns")]:
             with pytest.raises(UnsupportedStepError, match=match):
                 src.withColumn("w", col_)
+        with pytest.raises(UnsupportedStepError, match="same step as `Generate`"):
+            src.select("oid", F.explode(F.split("tags", ",")).alias("t"),
+                       F.count(F.lit(1)).over(Window.partitionBy("cust")).alias("n"))
         run.sink("plain", src.select("oid"), str(tmp_path / "out" / "plain"))
 
 
 # -- Python functions -----------------------------------------------------------------------
 def test_python_and_pandas_udfs_match_oracle_and_replay_and_removal(spark, store, tmp_path):
     orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
     bonus = 3  # a closure: the recorded function carries it
 
     @F.udf("int")
@@ -726,6 +734,11 @@ def test_python_and_pandas_udfs_match_oracle_and_replay_and_removal(spark, store
         banded = src.groupBy(band("price").alias("band")).agg(
             F.sum("qty").alias("q"))
         _sink(run, "banded", banded, tmp_path)
+        same = F.udf(lambda v: v, "string")  # in a semi join's condition
+        per_cust = src.groupBy("cust").agg(F.sum("qty").alias("q"))
+        known = run.source("customers", customers)
+        _sink(run, "known", per_cust.join(known, same(per_cust["cust"]) == known["cust"],
+                                          "left_semi"), tmp_path)
 
     def pipeline(frame):
         return (frame.with_column("score", expr(lambda q, p: q * p + bonus, "qty", "price"))
@@ -746,7 +759,11 @@ def test_python_and_pandas_udfs_match_oracle_and_replay_and_removal(spark, store
     assert_backward_matches(store, "scored", oracle, some, columns=["mixed"])
     o_banded = o_orders.group_by(("band", expr(lambda p: p // 10, "price"))).agg(
         ("q", sum_of("qty")))
-    assert_forward_matches(store, "orders", {"scored": oracle, "banded": o_banded},
+    o_known = o_orders.group_by("cust").agg(("q", sum_of("qty"))).join(
+        o_customers, on(lambda a, b: None if None in (a, b) else a == b, ["cust"], ["cust"]),
+        "left_semi")
+    assert_forward_matches(store, "orders", {"scored": oracle, "banded": o_banded,
+                                             "known": o_known},
                            Where("oid IN (1, 6)", lambda r: r["oid"] in (1, 6)))
 
     assert_sink_matches(spark, str(tmp_path / "out" / "banded"), o_banded)
@@ -755,6 +772,9 @@ def test_python_and_pandas_udfs_match_oracle_and_replay_and_removal(spark, store
     two = Where("band = 2", lambda r: r["band"] == 2)
     assert_backward_matches(fresh, "banded", o_banded, two)
     assert_backward_matches(fresh, "banded", o_banded, two, columns=["q"])
+    ann = Where("cust = 'ann'", lambda r: r["cust"] == "ann")
+    got = assert_backward_matches(fresh, "known", o_known, ann)
+    assert set(got) == {"orders", "customers"}
     steps = fresh.trace("banded", where="band = 2")
     at_source = [s for s in steps if s.step == "source"][0]
     assert sorted(r.oid for r in at_source.rows.collect()) == [2]
