@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.errors import RemovalError
+from hippo.session import session_conf
 from hippo.store import tables
 from hippo.store.commits import commit_version, committed, table_lock
 from hippo.store.delta_log import latest_version
@@ -28,22 +29,6 @@ __all__ = ["now", "tagged", "commit", "event", "restored_to", "fault", "removal_
 
 def now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
-
-
-@contextmanager
-def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """``settings`` set on the session inside, as they were after."""
-    before = {k: spark.conf.get(k, None) for k in settings}
-    for k, v in settings.items():
-        spark.conf.set(k, v)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                spark.conf.unset(k)
-            else:
-                spark.conf.set(k, v)
 
 
 @contextmanager

@@ -57,7 +57,6 @@ from hippo.diagnose.ledger import (
     now,
     removal_lock,
     restored_to,
-    session_conf,
 )
 from hippo.errors import RemovalError, listing
 from hippo.query.backward import lineage_of
@@ -71,6 +70,7 @@ from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import KeySlot
 from hippo.recorded.steps import Step
+from hippo.session import session_conf
 from hippo.store import tables
 from hippo.store.delta_log import latest_version
 

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from hippo.errors import HippoError
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
+from hippo.session import session_conf
 
 __all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]
 
@@ -35,12 +36,8 @@ def rebuilt_plans(spark: SparkSession) -> Iterator[None]:
     (4 GiB) on one trace. What is computed inside must be computed there (answers are
     checkpointed before they leave), since the setting is restored on exit.
     """
-    before = spark.conf.get(_CONSTRAINTS, "true")
-    spark.conf.set(_CONSTRAINTS, "false")
-    try:
+    with session_conf(spark, {_CONSTRAINTS: "false"}):
         yield
-    finally:
-        spark.conf.set(_CONSTRAINTS, before)
 
 
 def _order(sql: str, ascending: bool, nulls_first: bool) -> Column:
