@@ -25,10 +25,11 @@ from lineage_types import (
     Passthrough,
 )
 
-from hippo.capture.plan import StepAnalysis
+from hippo.capture.plan import StepAnalysis, WindowFrame
 from hippo.recorded.ids import pos_index, pos_name
 
-__all__ = ["step_lineage_type", "source_lineage_type", "user_positions", "framed_mapping"]
+__all__ = ["step_lineage_type", "source_lineage_type", "user_positions", "own_mapping",
+           "framed_mapping"]
 
 _FAN_OUT = {"Generate", "Join"}
 
@@ -49,16 +50,7 @@ def step_lineage_type(
     """The step's kind, positional user-column mapping and encoding (hidden columns left
     out); ``keyed`` for an aggregate or distinct, whose rows relate by group key."""
     users_in = [user_positions(cols, is_hidden) for cols in input_columns]
-
-    def refs(found: set[tuple[int, int]]) -> frozenset[ColumnRef]:
-        return frozenset(ColumnRef(i, pos_name(users_in[i][p])) for i, p in found
-                         if p in users_in[i])
-
-    users_out = user_positions(output_columns, is_hidden)
-    mapping = ColumnMapping(
-        {pos_name(u): refs(analysis.contributing[p]) for p, u in users_out.items()},
-        refs(analysis.influencing),
-    )
+    mapping = own_mapping(analysis, input_columns, output_columns, is_hidden)
     if analysis.window_keys is not None:  # its own row, and its partition's rows by key
         framed = framed_mapping(analysis, input_columns, output_columns, is_hidden)
         both = ColumnMapping({c: mapping.contributing[c] | framed.contributing[c]
@@ -75,25 +67,52 @@ def step_lineage_type(
     return OneToOne(mapping, Passthrough())
 
 
-def framed_mapping(
+def own_mapping(
     analysis: StepAnalysis,
     input_columns: list[list[str]],
     output_columns: list[str],
     is_hidden: Callable[[str], bool],
 ) -> ColumnMapping:
-    """A window step's columns as read in each row's partition (the rows its key slot
-    resolves to): per output column the input columns its window functions read, and
-    the partition keys, which decide the partition."""
+    """The step's positional user-column mapping within a row: what each output column
+    reads in the input row(s) it is computed from (a window step's frames aside)."""
     users_in = [user_positions(cols, is_hidden) for cols in input_columns]
 
     def refs(found: set[tuple[int, int]]) -> frozenset[ColumnRef]:
         return frozenset(ColumnRef(i, pos_name(users_in[i][p])) for i, p in found
                          if p in users_in[i])
 
-    keys = {(0, pos_index(k)) for k in analysis.window_keys or []}
     users_out = user_positions(output_columns, is_hidden)
-    return ColumnMapping({pos_name(u): refs(analysis.framed[p]) for p, u in users_out.items()},
-                         refs(keys))
+    return ColumnMapping(
+        {pos_name(u): refs(analysis.contributing[p]) for p, u in users_out.items()},
+        refs(analysis.influencing),
+    )
+
+
+def framed_mapping(
+    analysis: StepAnalysis,
+    input_columns: list[list[str]],
+    output_columns: list[str],
+    is_hidden: Callable[[str], bool],
+    frame: WindowFrame | None = None,
+) -> ColumnMapping:
+    """A window step's columns as read in each row's window ``frame`` (every frame if
+    None): per output column the input columns its window functions read in the frame's
+    rows, and the partition and order keys, which decide the frame's rows."""
+    users_in = [user_positions(cols, is_hidden) for cols in input_columns]
+
+    def refs(found: set[tuple[int, int]]) -> frozenset[ColumnRef]:
+        return frozenset(ColumnRef(i, pos_name(users_in[i][p])) for i, p in found
+                         if p in users_in[i])
+
+    def read(by_frame: dict[WindowFrame, set[tuple[int, int]]]) -> set[tuple[int, int]]:
+        if frame is not None:
+            return by_frame.get(frame, set())
+        return set().union(*by_frame.values())
+
+    users_out = user_positions(output_columns, is_hidden)
+    return ColumnMapping({pos_name(u): refs(read(analysis.framed[p]))
+                          for p, u in users_out.items()},
+                         refs(read(analysis.frame_influence)))
 
 
 def source_lineage_type(columns: list[str]) -> LineageType:

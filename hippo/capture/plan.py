@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hippo.errors import UnsupportedStepError
 from hippo.recorded import spec as S
-from hippo.recorded.ids import LEFT, RIGHT, pos_name
+from hippo.recorded.ids import ID, LEFT, RIGHT, pos_name
 
 if TYPE_CHECKING:
     from py4j.java_gateway import JavaObject
@@ -45,8 +45,50 @@ _JOIN_HOW = {
 }
 # Plan nodes a step with a window may also hold.
 _WITH_WINDOW = {"Window", "Project", "SubqueryAlias", "ResolvedHint"}
+# Window functions, by class: those whose value depends on the whole partition (its
+# size), those whose value is their row's rank among the rows ordered before it, and
+# those whose value does not depend on how ties are ordered.
+_WINDOW_FUNCTIONS = {"AggregateExpression", "RowNumber", "Rank", "DenseRank", "PercentRank",
+                     "CumeDist", "NTile", "Lag", "Lead", "NthValue"}
+_WHOLE_PARTITION = {"PercentRank", "CumeDist", "NTile"}
+_RANK_LIKE = {"Rank", "DenseRank"}
+_NO_TIES = {"Rank", "DenseRank", "PercentRank", "CumeDist"}
 _OUTER_GENERATORS = {"explode": "explode_outer", "posexplode": "posexplode_outer",
                      "inline": "inline_outer"}
+
+
+@dataclass(frozen=True)
+class WindowFrame:
+    """The rows of its partition a window column reads, per row.
+
+    ``kind``: ``whole`` (every row of the partition), ``before`` (the rows ordered
+    strictly before the row's peers, and the row: rank and dense_rank) or ``frame`` (the
+    rows of its frame, ``sql``, under ``order``; ties of a ``rows`` frame ordered by the
+    row id). ``order`` is SQL over the input's positional names with direction and
+    null ordering; ``bounds`` identify the frame (its SQL may be spelled differently
+    after a rebuild).
+    """
+
+    kind: str
+    order: tuple[tuple[str, bool, bool], ...] = ()
+    rows: bool = False
+    bounds: tuple[str, str] = ("", "")
+    sql: str = field(default="", compare=False)
+
+
+WHOLE = WindowFrame("whole")
+
+
+def _bound(expr: JavaObject) -> str:
+    cls = _cls(expr)
+    if cls in ("UnboundedPreceding", "UnboundedFollowing"):
+        return "UNBOUNDED"
+    if cls == "CurrentRow":
+        return "CURRENT"
+    try:
+        return str(expr.eval(None))
+    except Exception:  # noqa: BLE001 -- a bound that does not fold: its SQL names it
+        return str(expr.sql())
 
 
 @dataclass
@@ -64,10 +106,22 @@ class StepAnalysis:
     # output row, never nulled by an outer join or mixed by a union), else None.
     copies: list[Ref | None] = field(default_factory=list)
     # A window step: the partition keys (SQL over input 0's positional names; empty: one
-    # partition), and per output column the input columns it reads in its partition's
-    # rows (``contributing`` holds what it reads in its own row).
+    # partition), and per output column, per frame, the input columns it reads in the
+    # frame's rows (``contributing`` holds what it reads in its own row); whether the
+    # walk ordered ties by the row id (then the step is rebuilt from its spec).
     window_keys: list[str] | None = None
-    framed: list[set[Ref]] = field(default_factory=list)
+    framed: list[dict[WindowFrame, set[Ref]]] = field(default_factory=list)
+    tie_broken: bool = False
+    # Per frame: the input columns that decide which rows are in it (partition and
+    # order keys).
+    frame_influence: dict[WindowFrame, set[Ref]] = field(default_factory=dict)
+
+    def frames(self) -> list[WindowFrame]:
+        """The step's distinct window frames, in column order."""
+        out: list[WindowFrame] = []
+        for by_frame in self.framed:
+            out.extend(f for f in by_frame if f not in out)
+        return out
 
 
 def _seq(seq: JavaObject) -> list[JavaObject]:
@@ -124,8 +178,10 @@ class _Sql:
 
 
 class _Walker:
-    def __init__(self, jvm: Any, inputs: list[JavaObject], input_ids: list[list[int]]) -> None:
+    def __init__(self, jvm: Any, inputs: list[JavaObject], input_ids: list[list[int]],
+                 id_pos: int | None = None) -> None:
         self._jvm = jvm
+        self._id_pos = id_pos  # where input 0 holds hippo's row id
         self._inputs = inputs
         self._input_ids = input_ids
         self._empty = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList())
@@ -139,7 +195,9 @@ class _Walker:
         self.not_same: set[int] = set()
         self._loose: int | None = None
         self.window_keys: list[str] | None = None
-        self.framed: dict[int, set[Ref]] = {}
+        self.framed: dict[int, dict[WindowFrame, set[Ref]]] = {}
+        self.tie_broken = False
+        self.frame_influence: dict[WindowFrame, set[Ref]] = {}
         self.udfs: dict[int, tuple[str, str, int, bool]] = {}  # result id -> spec entry
 
     # -- expressions ------------------------------------------------------------------
@@ -357,7 +415,10 @@ class _Walker:
             ids.append(eid)
             out_names.append(str(top["name"]))
             out_refs[eid] = self._map(refs, attrs)
-            framed = set().union(*[self.framed.get(a, set()) for a in attrs])
+            framed: dict[WindowFrame, set[Ref]] = {}
+            for a in attrs:
+                for frame, found in self.framed.get(a, {}).items():
+                    framed.setdefault(frame, set()).update(found)
             if framed:
                 self.framed[eid] = framed
         return ids, out_refs, S.Project(spec, tuple(out_names), tuple(sqls))
@@ -464,12 +525,8 @@ class _Walker:
 
     def _node_Window(self, node: JavaObject):
         ids, refs, spec, names = self._child(node)
-        if _seq(node.orderSpec()):
-            raise UnsupportedStepError(
-                "a window with ORDER BY (running aggregates, lag/lead, row_number, rank) is "
-                "not supported yet; aggregates over whole partitions "
-                "(`F.sum(...).over(Window.partitionBy(...))`) are")
         keys: list[str] = []
+        part_refs: set[Ref] = set()
         for part in _seq(node.partitionSpec()):
             top = self._tree(part)[0]
             eid = int(top["exprId"]["id"]) if top["class"].endswith(_ATTR) else None
@@ -478,37 +535,97 @@ class _Walker:
                     f"a window partitioned by `{part.sql()}`: partition by columns of the "
                     "DataFrame (add computed keys with withColumn first)")
             keys.append(pos_name(self.same[eid][1]))
-            self.influencing |= self._map(refs, [eid])
+            part_refs |= self._map(refs, [eid])
+        self.influencing |= part_refs
         if self.window_keys is not None and self.window_keys != keys:
             raise UnsupportedStepError(
                 "windows over different partitions in one step: add one window column "
                 "per withColumn")
         self.window_keys = keys
+        id_ref = (0, self._id_pos) if self._id_pos is not None else None
+        id_eid = next((eid for eid in ids if self.same.get(eid) == id_ref), None)
         out_refs = dict(refs)
         out_ids = list(ids)
-        sqls = []
+        sqls: list[str | _Sql] = []
         for e in _seq(node.windowExpressions()):
             win = e.child() if _cls(e) == "Alias" else e
             if _cls(win) != "WindowExpression":
                 raise UnsupportedStepError(f"window expression `{e.sql()}` is not supported")
-            frame = win.windowSpec().frameSpecification()
-            bounds = (_cls(frame.lower()), _cls(frame.upper())) \
-                if _cls(frame) == "SpecifiedWindowFrame" else None
-            if bounds != ("UnboundedPreceding", "UnboundedFollowing"):
-                raise UnsupportedStepError(
-                    f"window `{e.sql()}`: only frames over the whole partition are supported "
-                    "yet")
-            fn = win.windowFunction()
-            if _cls(fn) != "AggregateExpression":
-                raise UnsupportedStepError(
-                    f"window function `{fn.prettyName()}` is not supported yet; aggregates "
-                    "(sum, count, avg, min, max, ...) over whole partitions are")
             eid = e.exprId().id()
+            frame, own, framed, sql, order_refs = self._window_expr(e, win, names, refs, id_eid)
+            self.frame_influence.setdefault(frame, set()).update(part_refs | order_refs)
             out_ids.append(eid)
-            out_refs[eid] = set()  # nothing of its own row but what its partition holds
-            self.framed[eid] = self._map(refs, self._refs(fn))
-            sqls.append(self._later(e, names, named=True))
+            out_refs[eid] = own
+            self.framed[eid] = {frame: framed}
+            sqls.append(sql)
         return out_ids, out_refs, S.Window(spec, self._out_names(node), tuple(sqls))
+
+    def _window_expr(self, e: JavaObject, win: JavaObject, names: dict[int, str],
+                     refs: dict[int, set[Ref]], id_eid: int | None
+                     ) -> tuple[WindowFrame, set[Ref], set[Ref], str | _Sql, set[Ref]]:
+        """One window expression: its frame, the input columns it reads in its own row
+        and in its frame's rows, and its SQL (ties of a position-dependent function
+        ordered by the row id, so a query finds the same frame again)."""
+        wspec = win.windowSpec()
+        fn = win.windowFunction()
+        fcls = _cls(fn)
+        frame = wspec.frameSpecification()
+        if _cls(frame) != "SpecifiedWindowFrame":
+            raise UnsupportedStepError(f"window `{e.sql()}`: its frame is not resolved")
+        rows = _cls(frame.frameType()) == "RowFrame"
+        bounds = (_bound(frame.lower()), _bound(frame.upper()))
+        orders = _seq(wspec.orderSpec())
+        last = orders[-1].child() if orders else None
+        tie_broken = (id_eid is not None and last is not None
+                      and _cls(last) == "AttributeReference"
+                      and self.same.get(last.exprId().id()) == self.same[id_eid])
+        user_orders = orders[:-1] if tie_broken else orders
+        order = []
+        order_refs: set[Ref] = set()
+        for o in user_orders:
+            order_refs |= self._map(refs, self._refs(o.child()))
+            order.append((self._sql(o.child(), names), _cls(o.direction()) == "Ascending",
+                          _cls(o.nullOrdering()) == "NullsFirst"))
+        if fcls not in _WINDOW_FUNCTIONS:
+            raise UnsupportedStepError(
+                f"window function `{fn.prettyName()}` is not supported yet; aggregates, "
+                "row_number, rank, dense_rank, percent_rank, cume_dist, ntile, lag, lead "
+                "and nth_value are")
+        own: set[Ref] = set()
+        framed = self._map(refs, self._refs(fn))
+        if fcls in ("Lag", "Lead"):
+            if fn.ignoreNulls():
+                raise UnsupportedStepError(
+                    f"`{e.sql()}`: lag and lead IGNORE NULLS are not supported yet")
+            framed = self._map(refs, self._refs(fn.input()))
+            own = self._map(refs, self._refs(fn.default()))
+        self.influencing |= order_refs
+        if not order and bounds != ("UNBOUNDED", "UNBOUNDED"):
+            raise UnsupportedStepError(f"window `{e.sql()}`: a frame needs an ORDER BY")
+        if not order or fcls in _WHOLE_PARTITION or bounds == ("UNBOUNDED", "UNBOUNDED"):
+            kind = "whole"
+        elif fcls in _RANK_LIKE:
+            kind = "before"
+        else:
+            kind = "frame"
+        found = WindowFrame(kind, tuple(order) if kind != "whole" else (),
+                            rows and kind == "frame", bounds if kind == "frame" else ("", ""),
+                            str(frame.sql()) if kind == "frame" else "")
+        if not (orders and rows and fcls not in _NO_TIES and not tie_broken):
+            return found, own, framed, self._later(e, names, named=True), order_refs
+        if id_eid is None:
+            raise UnsupportedStepError(f"window `{e.sql()}` over rows without hippo's row id")
+        self.tie_broken = True
+        self._collect_udfs(e)
+        if not e.deterministic():
+            self.deterministic = False
+        parts = [str(self._rename(p, names).sql()) for p in _seq(wspec.partitionSpec())]
+        by = [str(self._rename(o, names).sql()) for o in orders] + [
+            f"{names[id_eid]} ASC NULLS FIRST"]
+        over = " ".join(([f"PARTITION BY {', '.join(parts)}"] if parts else [])
+                        + [f"ORDER BY {', '.join(by)}", str(frame.sql())])
+        sql = f"{self._rename(fn, names).sql()} OVER ({over}) AS {_quote(str(e.name()))}"
+        return found, own, framed, sql, order_refs
 
     def _node_Union(self, node: JavaObject):
         kids = _seq(node.children())
@@ -541,7 +658,9 @@ def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
     """Lineage of the nodes ``result``'s plan adds on top of ``inputs``' plans."""
     jvm = result.sparkSession._jvm
     plans = [df._jdf.queryExecution().analyzed() for df in inputs]
-    walker = _Walker(jvm, plans, [_output_ids(df, plan) for df, plan in zip(inputs, plans)])
+    first = inputs[0].columns if inputs else []
+    walker = _Walker(jvm, plans, [_output_ids(df, plan) for df, plan in zip(inputs, plans)],
+                     first.index(ID) if ID in first else None)
     ids, refs, spec = walker.walk(result._jdf.queryExecution().analyzed())
     others = sorted(set(walker.kinds) - _WITH_WINDOW)
     if walker.window_keys is not None and others:
@@ -564,5 +683,7 @@ def analyze_step(result: DataFrame, inputs: list[DataFrame]) -> StepAnalysis:
         spec=spec,
         copies=[None if eid in walker.not_same else walker.same.get(eid) for eid in ids],
         window_keys=walker.window_keys,
-        framed=[set(walker.framed.get(eid, set())) for eid in ids],
+        framed=[dict(walker.framed.get(eid, {})) for eid in ids],
+        tie_broken=walker.tie_broken,
+        frame_influence=walker.frame_influence,
     )

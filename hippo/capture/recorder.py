@@ -22,11 +22,12 @@ from pyspark.sql import functions as F
 
 from hippo.capture.kinds import (
     framed_mapping,
+    own_mapping,
     source_lineage_type,
     step_lineage_type,
     user_positions,
 )
-from hippo.capture.plan import StepAnalysis, analyze_step
+from hippo.capture.plan import StepAnalysis, WindowFrame, analyze_step
 from hippo.errors import RunStateError, UnsupportedStepError, first_line
 from hippo.recorded.ids import (
     ID,
@@ -41,6 +42,7 @@ from hippo.recorded.rebuild import build_step
 from hippo.recorded.spec import Node, rendered
 from hippo.recorded.state import (
     Cell,
+    FrameSlot,
     KeySlot,
     LineageState,
     MatchSlot,
@@ -227,12 +229,20 @@ class Recorder:
         made again over its input with a key slot added)."""
         self.check_open()
         in_dfs = [t.frame for t in inputs]
-        window_slot = None
+        window_slots: dict[WindowFrame, str] = {}
         try:
             analysis = analyze_step(new, in_dfs)
             if analysis.window_keys is not None:
-                new, window_slot = self._with_window_slot(step, analysis, in_dfs[0], remake)
+                new, window_slots = self._with_window_slots(step, analysis, in_dfs[0], remake)
                 analysis = analyze_step(new, in_dfs)
+                if analysis.tie_broken:  # made again from its spec: ties ordered by row id
+                    new = build_step(rendered(analysis.spec), in_dfs)
+                    analysis = analyze_step(new, in_dfs)
+                missing = [f for f in analysis.frames() if f not in window_slots]
+                if missing:
+                    raise UnsupportedStepError(
+                        f"`{step}`: the window frame `{missing[0].sql or missing[0].kind}` "
+                        "changed when the step was made again")
             if "Generate" in analysis.kinds:
                 # Rows exploded from one parent share its id; tell them apart by their
                 # values (rows equal in every value are one record for lineage).
@@ -252,11 +262,14 @@ class Recorder:
         in_cols = [t.frame.columns for t in inputs]
         new_slots = [c for c in out_cols if c.startswith(SLOT_PREFIX)
                      and not any(c in s.slots for s in states)
-                     and not (match and c == match["slot"]) and c != window_slot]
+                     and not (match and c == match["slot"])
+                     and c not in window_slots.values()]
         # The step's positional column mapping; the state below is it composed with the
         # inputs' states, so queries read the same lineage the step records.
         lineage = step_lineage_type(analysis, in_cols, out_cols, is_hidden, bool(new_slots))
         mapping = lineage.columns
+        if window_slots:  # within the row; each frame's rows are added below
+            mapping = own_mapping(analysis, in_cols, out_cols, is_hidden)
         exact = all(s.replay_exact for s in states) and replay_exact and analysis.deterministic
         op_id = self.next_op
         if new_slots:  # an aggregate or distinct: a key slot replaces the input's slots
@@ -287,17 +300,21 @@ class Recorder:
             for i, p in analysis.order:
                 if p in user_in[i]:
                     order |= states[i].contrib[user_in[i][p]]
-            if window_slot is not None:  # the rows of its partition, by key
+            if window_slots:  # the rows of its partitions (by key) and frames
                 if not all(s.replay_exact for s in states):
                     self.refuse(f"`{step}` computes a window over rows chosen by an earlier "
                                 "limit, dropDuplicates or nondeterministic step; lineage "
                                 "through it would not be exact")
-                slots[window_slot] = KeySlot(op_id, inputs[0].op_id,
-                                             tuple(analysis.window_keys or ()))
-                framed, keys = started(
-                    framed_mapping(analysis, in_cols, out_cols, is_hidden), window_slot)
-                contrib = tuple(c | f for c, f in zip(contrib, framed, strict=True))
-                influence |= keys
+                keys = tuple(analysis.window_keys or ())
+                for frame, slot in window_slots.items():
+                    slots[slot] = KeySlot(op_id, inputs[0].op_id, keys) \
+                        if frame.kind == "whole" else FrameSlot(
+                            op_id, inputs[0].op_id, keys, frame.kind, frame.order,
+                            frame.rows, frame.sql, frame.bounds)
+                    framed, keys_read = started(framed_mapping(
+                        analysis, in_cols, out_cols, is_hidden, frame), slot)
+                    contrib = tuple(c | f for c, f in zip(contrib, framed, strict=True))
+                    influence |= keys_read
             if match is not None:
                 slots[match["slot"]] = MatchSlot(op_id, inputs[0].op_id, inputs[1].op_id,
                                                  dict(match["renames"]))
@@ -312,11 +329,13 @@ class Recorder:
                       lineage, analysis.spec, state, user_cols, analysis.deterministic, where))
         return new, state, op_id
 
-    def _with_window_slot(self, step: str, analysis: StepAnalysis, base: DataFrame,
-                          remake: Callable[[DataFrame], DataFrame] | None
-                          ) -> tuple[DataFrame, str]:
-        """The window step made again over ``base`` plus a key slot: the hash of each
-        row's partition key, by which a query finds the rows of its partition."""
+    def _with_window_slots(self, step: str, analysis: StepAnalysis, base: DataFrame,
+                           remake: Callable[[DataFrame], DataFrame] | None
+                           ) -> tuple[DataFrame, dict[WindowFrame, str]]:
+        """The window step made again over ``base`` plus a slot per window frame: for
+        frames over whole partitions the hash of each row's partition key, by which a
+        query finds the rows of its partition; for the other frames the row's id, whose
+        frame a query finds again in its partition."""
         if remake is None:
             raise UnsupportedStepError(f"`{step}` holds a window function; windows are "
                                        "tracked in select, selectExpr and withColumn(s)")
@@ -326,9 +345,11 @@ class Recorder:
             raise UnsupportedStepError(
                 f"`{step}`: the window's partition column `{twice[0]}` is one of two columns "
                 "of that name; rename one first (toDF or withColumnRenamed)")
-        slot = self.new_slot()
-        keyed = base.withColumn(slot, content_hash([quoted(n) for n in names], "key"))
-        return remake(keyed), slot
+        slots = {frame: self.new_slot() for frame in analysis.frames()}
+        keyed = base.withColumns({
+            slot: content_hash([quoted(n) for n in names], "key") if frame.kind == "whole"
+            else F.col(ID) for frame, slot in slots.items()})
+        return remake(keyed), slots
 
     # -- end ------------------------------------------------------------------------------
     def finish(self) -> tuple[list[dict[str, Any]], BaseException | None]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ from hippo.recorded.ids import ID, content_hash, is_hidden, quoted
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
-from hippo.recorded.state import KeySlot
+from hippo.recorded.state import FrameSlot, KeySlot
 from hippo.recorded.steps import Step
 from hippo.session import session_conf
 from hippo.store import tables
@@ -130,7 +131,32 @@ class RemovalReport:
 
 # -- planning ---------------------------------------------------------------------------
 def _is_key_step(step: Step) -> bool:
-    return any(isinstance(o, KeySlot) and o.op == step.op_id for o in step.state.slots.values())
+    """An aggregate, distinct or window step: its values come from other rows too."""
+    return any(isinstance(o, (KeySlot, FrameSlot)) and o.op == step.op_id
+               for o in step.state.slots.values())
+
+
+def _window_on_copies(run: RecordedRun, step: Step) -> bool:
+    """Whether ``step`` is a window whose partition and order keys are unchanged source
+    columns: values an earlier aggregate computed can change its values, never which
+    rows share a partition or how they are ordered."""
+    if not set(step.kinds) <= _AFTER_AGGREGATE_OK | {"Window"}:
+        return False
+    origins = [o for o in step.state.slots.values()
+               if isinstance(o, (KeySlot, FrameSlot)) and o.op == step.op_id]
+    if not origins:
+        return False
+    columns = run.frame(step.inputs[0]).columns
+    state = run.steps[step.inputs[0]].state
+    for origin in origins:
+        sqls = list(origin.keys) + [o[0] for o in getattr(origin, "order", ())]
+        for full in {int(m) for sql in sqls for m in re.findall(r"__c(\d+)", sql)}:
+            if is_hidden(columns[full]):
+                return False
+            user = sum(1 for c in columns[:full] if not is_hidden(c))
+            if state.copy_at(user) is None:
+                return False
+    return True
 
 
 def _joins(step: Step) -> list[S.Join]:
@@ -151,7 +177,8 @@ def full_only(run: RecordedRun, source_op: int, sink: Step) -> str | None:
         if not step.state.replay_exact:
             return f"{where} picks rows, and without the removed ones it may pick others"
         fed = [i for i in step.inputs if i in reached]
-        if any(after_agg.get(i) for i in fed) and not set(step.kinds) <= _AFTER_AGGREGATE_OK:
+        if any(after_agg.get(i) for i in fed) and not set(step.kinds) <= _AFTER_AGGREGATE_OK \
+                and not _window_on_copies(run, step):
             return (f"{where} filters, joins or groups values an earlier aggregate "
                     "computed, and a removal can change those values so rows come in")
         for join in _joins(step):
@@ -250,7 +277,8 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
         chosen = written.join(affected.select(
             row_hash([c for c in affected.columns if c != "hippo_row_id"]).alias(ROW_HASH)
         ).distinct(), ROW_HASH, "left_semi")
-        cut = cut_sources(run, lineage_of(slots, sink.sink.name, chosen, None, False))
+        cut = cut_sources(run, lineage_of(slots, sink.sink.name, chosen, None, False,
+                                              grown=True))
         if source_op in cut:
             cut[source_op] = cut[source_op].join(removed_ids, ID, "left_anti").select(
                 *[F.col(quoted(c)) for c in cut[source_op].columns])

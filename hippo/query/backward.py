@@ -20,7 +20,7 @@ from hippo.query.slots import Slots, check_columns, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
-from hippo.recorded.state import Cell, KeySlot, LineageState, Origin
+from hippo.recorded.state import Cell, FrameSlot, KeySlot, LineageState, Origin
 
 __all__ = ["backward", "lineage_of"]
 
@@ -58,9 +58,11 @@ def _backward(slots: Slots, sink_name: str, where: str | Column, columns: list[s
 
 
 def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[str] | None,
-               influencing: bool) -> dict[str, DataFrame]:
+               influencing: bool, grown: bool = False) -> dict[str, DataFrame]:
     """Source name -> the source rows (cells) behind ``chosen``: rows of the sink as
-    written, with their value hash (``ROW_HASH``)."""
+    written, with their value hash (``ROW_HASH``). ``grown``: a window frame that
+    removing rows can extend (``lag``) is taken as its whole partition, so the rows
+    that would enter it are there too (what a removal's repair recomputes from)."""
     run = slots.run
     sink = run.sink(sink_name)
     user = [c for c in chosen.columns if c != ROW_HASH]
@@ -70,12 +72,45 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     positions = None if columns is None else frozenset(
         p for p, c in enumerate(user) if c in columns)
     wanted = _wanted(state, positions, influencing)
-    paths: list[_Path] = []
+    work = _Work()
     for slot, refs in wanted.items():
         ids = rows.select(slots.slot_of(sink, slot).alias("id")).where(F.col("id").isNotNull())
         values = _key_values(state, slot, chosen, user)
-        _back(slots, state.slots[slot], ids, refs, influencing, paths, values)
-    return _assemble(slots, paths)
+        work.add(slot, state.slots[slot], ids, refs, values)
+    return _assemble(slots, work.done(slots, influencing, grown))
+
+
+class _Work:
+    """The slots still to follow back, merged per (slot, wanted refs).
+
+    Rows of a window step keep their slots and gain the window's, so the rows of a
+    frame carry every earlier window's slots again: followed path by path, a chain of
+    k windows would resolve 2^k times. Each slot is resolved once, for the union of the
+    ids that reach it (a slot's rows only hold slots of earlier steps, so following
+    them latest step first sees every id before it resolves a slot).
+    """
+
+    def __init__(self) -> None:
+        self.todo: dict[tuple[str, Any], list[tuple[Origin, DataFrame, Any, Any]]] = {}
+        self.paths: list[_Path] = []
+
+    def add(self, slot: str, origin: Origin, ids: DataFrame, refs: frozenset[Any] | None,
+            values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None) -> None:
+        if origin.kind == "source":
+            self.paths.append((origin.op, ids, refs, hint))
+            return
+        self.todo.setdefault((slot, refs), []).append((origin, ids, values, hint))
+
+    def done(self, slots: Slots, influencing: bool, grown: bool) -> list[_Path]:
+        while self.todo:
+            key = max(self.todo, key=lambda k: self.todo[k][0][0].op)
+            items = self.todo.pop(key)
+            origin, ids, values, hint = items[0]
+            if len(items) > 1:
+                ids = reduce(DataFrame.union, [i[1] for i in items]).distinct()
+                values, hint = None, None
+            _back(slots, origin, ids, key[1], influencing, self, values, hint, grown)
+        return self.paths
 
 
 def _key_values(state: LineageState, slot: str, chosen: DataFrame,
@@ -133,22 +168,24 @@ def _wanted(state: LineageState, refs: frozenset[Any] | None, influencing: bool)
 
 
 def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | None,
-          influencing: bool, paths: list[_Path],
-          values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None) -> None:
-    if origin.kind == "source":
-        paths.append((origin.op, ids, refs, hint))
-        return
+          influencing: bool, work: _Work,
+          values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None,
+          grown: bool = False) -> None:
+    """Resolve one key, match or frame slot: its rows' slots go back on ``work``."""
     where, hints = None, {}
     inner = slots.inner_state(origin)
     if values is not None and isinstance(origin, KeySlot):
         where, hints = _key_hints(slots, origin, inner, values)
-    rows = slots.group(origin, where)
+    if isinstance(origin, FrameSlot):
+        rows = slots.frame_rows(origin, own=ids, whole=grown and origin.grows)
+    else:
+        rows = slots.group(origin, where)
     wanted = _wanted(inner, refs, influencing)
     # User columns by position (names may repeat after a join); slots keep theirs.
     group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
     group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
     copies = _group_copies(origin, inner, rows, wanted) if values is not None else {}
-    if len(wanted) > 1 or copies:
+    if len(wanted) > 1 or copies or isinstance(origin, FrameSlot):
         # Every slot's answer reads the same group: compute it once (its ids, and
         # the copies of source columns that say where those source rows are).
         kept = [F.col(slot) for slot in wanted] + [
@@ -159,8 +196,7 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
             hints[slot] = hints.get(slot, []) + hint_
     for slot, slot_refs in wanted.items():
         slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
-        _back(slots, inner.slots[slot], slot_ids, slot_refs, influencing, paths,
-              hint=hints.get(slot))
+        work.add(slot, inner.slots[slot], slot_ids, slot_refs, hint=hints.get(slot))
 
 
 def _group_copies(origin: Origin, inner: LineageState, rows: DataFrame,

@@ -17,7 +17,7 @@ from hippo.query.slots import Slots, check_columns, flag_any, nonempty, query_er
 from hippo.query.where import checked_filter
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
 from hippo.recorded.sink_rows import ROW_HASH
-from hippo.recorded.state import Cell, KeySlot, LineageState, Origin
+from hippo.recorded.state import Cell, FrameSlot, KeySlot, LineageState, Origin
 
 __all__ = ["forward"]
 
@@ -49,12 +49,13 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
     values = None if rows is None else {c: [r[i] for r in rows] for i, c in enumerate(pushable)}
     wanted_cols = None if columns is None else frozenset(columns)
     out: dict[str, DataFrame] = {}
+    reach = _Reach(slots, source.op_id, chosen, wanted_cols, values)
     for sink in run.sinks.values():
         state = sink.state
         reached = []
         for slot, origin in state.slots.items():
             refs = None if wanted_cols is None else _slot_refs(state, slot, None)
-            ids = _reach(slots, origin, refs, source.op_id, chosen, wanted_cols, values)
+            ids = reach(slot, origin, refs)
             if ids is not None:
                 reached.append((slot, ids))
         if not reached:
@@ -84,29 +85,53 @@ def _slot_refs(state: LineageState, slot: str,
     return frozenset(r for s, r in cells if s == slot)
 
 
-def _reach(slots: Slots, origin: Origin, refs: frozenset[Any] | None, source_op: int,
-           chosen: DataFrame, columns: frozenset[str] | None,
-           values: dict[str, list[Any]] | None = None) -> DataFrame | None:
-    if origin.kind == "source":
-        if origin.op != source_op:
+class _Reach:
+    """The ids each slot holds that the chosen source rows reach, each slot resolved
+    once per query (rows of a window step carry every earlier window's slots again, so
+    a chain of k windows would otherwise resolve 2^k times); a key, match or frame
+    slot's ids are computed once, so later plans read them instead of nesting theirs."""
+
+    def __init__(self, slots: Slots, source_op: int, chosen: DataFrame,
+                 columns: frozenset[str] | None, values: dict[str, list[Any]] | None) -> None:
+        self.slots, self.source_op, self.chosen = slots, source_op, chosen
+        self.columns, self.values = columns, values
+        self.memo: dict[tuple[str, Any], DataFrame | None] = {}
+
+    def __call__(self, slot: str, origin: Origin, refs: frozenset[Any] | None
+                 ) -> DataFrame | None:
+        key = (slot, refs)
+        if key not in self.memo:
+            found = self._reach(origin, refs)
+            if found is not None and origin.kind != "source":
+                found = found.localCheckpoint(eager=True)
+            self.memo[key] = found
+        return self.memo[key]
+
+    def _reach(self, origin: Origin, refs: frozenset[Any] | None) -> DataFrame | None:
+        slots, source_op, values = self.slots, self.source_op, self.values
+        if origin.kind == "source":
+            if origin.op != source_op:
+                return None
+            if self.columns is not None and not (refs or frozenset()) & self.columns:
+                return None
+            return self.chosen
+        inner = slots.inner_state(origin)
+        reached = []
+        for slot, inner_origin in inner.slots.items():
+            inner_refs = None if refs is None else _slot_refs(inner, slot, refs)
+            ids = self(slot, inner_origin, inner_refs)
+            if ids is not None:
+                reached.append((slot, ids))
+        if not reached:
             return None
-        if columns is not None and not (refs or frozenset()) & columns:
-            return None
-        return chosen
-    inner = slots.inner_state(origin)
-    reached = []
-    for slot, inner_origin in inner.slots.items():
-        inner_refs = None if refs is None else _slot_refs(inner, slot, refs)
-        ids = _reach(slots, inner_origin, inner_refs, source_op, chosen, columns, values)
-        if ids is not None:
-            reached.append((slot, ids))
-    if not reached:
-        return None
-    where = None
-    if isinstance(origin, KeySlot):
-        names = slots.run.frame(origin.input_op).columns
-        where = copies_filter(inner, names, [s for s, _ in reached], source_op, values,
-                              positional=True)
-    rows = slots.group(origin, where)
-    hit = flag_any(rows, reached, F.col)
-    return hit.select(F.col(KEY).alias("id")).distinct()
+        if isinstance(origin, FrameSlot):
+            return slots.frame_rows(origin, hit=reached).select(
+                F.col(KEY).alias("id")).distinct()
+        where = None
+        if isinstance(origin, KeySlot):
+            names = slots.run.frame(origin.input_op).columns
+            where = copies_filter(inner, names, [s for s, _ in reached], source_op, values,
+                                  positional=True)
+        rows = slots.group(origin, where)
+        hit = flag_any(rows, reached, F.col)
+        return hit.select(F.col(KEY).alias("id")).distinct()

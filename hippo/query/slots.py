@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hippo.errors import (
@@ -26,11 +26,11 @@ from hippo.errors import (
     first_line,
     missing_file,
 )
-from hippo.recorded.ids import ID, KEY, content_hash, positional, quoted
+from hippo.recorded.ids import ID, KEY, content_hash, pos_name, positional, quoted
 from hippo.recorded.rebuild import build_pairs
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
-from hippo.recorded.state import KeySlot, LineageState, Origin
+from hippo.recorded.state import FrameSlot, KeySlot, LineageState, Origin
 from hippo.recorded.steps import Step
 from hippo.query.where import checked_filter
 from hippo.store import tables
@@ -62,6 +62,15 @@ def nonempty(answers: dict[str, DataFrame]) -> dict[str, DataFrame]:
         if not result.isEmpty():
             out[name] = result
     return out
+
+
+_PART, _POS = "__hippo_part", "__hippo_pos"  # names no positional or hidden column has
+
+
+def _sort(col: Column, asc: bool, nulls_first: bool) -> Column:
+    if asc:
+        return col.asc_nulls_first() if nulls_first else col.asc_nulls_last()
+    return col.desc_nulls_first() if nulls_first else col.desc_nulls_last()
 
 
 # SQLSTATE class 22 is "data exception": a division by zero, a cast that fails, ... (ANSI)
@@ -127,6 +136,59 @@ class Slots:
         key = self.run.key_hash(origin)
         return pos.withColumn(KEY, key).toDF(*df.columns, KEY)
 
+    def frame_rows(self, origin: FrameSlot, own: DataFrame | None = None,
+                   hit: list[tuple[str, DataFrame]] | None = None,
+                   whole: bool = False) -> DataFrame:
+        """The rows in the window frames of an ordered window step's rows, each with the
+        id of the row whose frame holds it (column ``KEY``): of the rows whose ids
+        ``own`` holds (column ``id``), or the frames holding a row any of whose slots
+        holds a reached id (``hit``, as :func:`flag_any` takes it). Only the partitions
+        of those rows are read and numbered. ``whole``: every row of the partition, the
+        rows a frame may hold once rows are removed."""
+        df = self.run.frame(origin.input_op)
+        cols = df.columns
+        pos = positional(df)
+        idc = pos_name(cols.index(ID))
+        rows = pos.withColumn(_PART, self.run.key_hash(origin))
+        if own is not None:
+            seed = rows.join(own.select(F.col("id").alias(idc)).distinct(), idc, "left_semi")
+        else:
+            seed = flag_any(rows, hit or [], lambda s: F.col(pos_name(cols.index(s))))
+        rows = rows.join(seed.select(_PART).distinct(), _PART, "left_semi")
+        order = [_sort(F.expr(sql), asc, first) for sql, asc, first in origin.order]
+        numbered = rows.withColumn(_POS, F.row_number().over(
+            Window.partitionBy(_PART).orderBy(*order, F.col(idc).asc_nulls_first())))
+        by = ", ".join(f"{sql} {'ASC' if asc else 'DESC'} NULLS {'FIRST' if first else 'LAST'}"
+                       for sql, asc, first in origin.order)
+        lo, hi = F.lit(1), F.lit(None).cast("int")  # whole: every row of the partition
+        if whole:
+            pass
+        elif origin.span == "before":  # the rows before its first peer, and itself
+            hi = F.expr(f"min({_POS}) OVER (PARTITION BY {_PART} ORDER BY {by} "
+                        "RANGE BETWEEN CURRENT ROW AND CURRENT ROW)") - 1
+        else:  # a frame is a run of consecutive rows in the order: its first and last
+            if origin.rows:
+                by += f", {idc} ASC NULLS FIRST"
+            over = f"OVER (PARTITION BY {_PART} ORDER BY {by} {origin.sql})"
+            lo, hi = F.expr(f"min({_POS}) {over}"), F.expr(f"max({_POS}) {over}")
+        owners = numbered.select(F.col(_PART).alias("__hippo_opart"), F.col(idc).alias(KEY),
+                                 F.col(_POS).alias("__hippo_opos"), lo.alias("__hippo_lo"),
+                                 hi.alias("__hippo_hi"))
+        if own is not None:
+            owners = owners.join(own.select(F.col("id").alias(KEY)).distinct(), KEY,
+                                 "left_semi")
+        # An empty frame (``lag`` of a partition's first row) has no first row: null.
+        within = (F.col(_POS) >= F.col("__hippo_lo")) & (
+            F.col("__hippo_hi").isNull() | (F.col(_POS) <= F.col("__hippo_hi")))
+        if not whole and origin.span == "frame":
+            within = within & F.col("__hippo_hi").isNotNull()
+        if not whole and origin.span == "before":
+            within = within | (F.col(_POS) == F.col("__hippo_opos"))
+        members = numbered if hit is None else numbered.join(
+            seed.select(idc).distinct(), idc, "left_semi")
+        pairs = members.join(owners, (F.col(_PART) == F.col("__hippo_opart")) & within)
+        return pairs.select(*[pos_name(i) for i in range(len(cols))], KEY).toDF(*cols, KEY)
+
     def group(self, origin: Origin, where: Column | None = None) -> DataFrame:
         """Rows an aggregate or semi-join slot refers to (id column ``KEY``): the
         aggregate's input rows keyed by group hash, or the right rows a semi join
@@ -139,7 +201,7 @@ class Slots:
 
     def inner_state(self, origin: Origin) -> LineageState:
         """The lineage state of the rows an aggregate or semi-join slot refers to."""
-        if isinstance(origin, KeySlot):
+        if isinstance(origin, (KeySlot, FrameSlot)):
             return self.run.steps[origin.input_op].state
         return self.run.steps[origin.right_op].state.renamed(origin.renames)
 

@@ -33,7 +33,8 @@ from hippo.recorded.ids import (
     quoted,
 )
 from hippo.recorded.rebuild import build_pairs, rebuilt_plans
-from hippo.recorded.state import KeySlot, MatchSlot
+from hippo.recorded.run import RecordedRun
+from hippo.recorded.state import FrameSlot, KeySlot, MatchSlot, Origin
 
 __all__ = ["TraceStep", "trace"]
 
@@ -74,16 +75,19 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
     if step.spec is None:  # a sink: the rows are its input's
         return [(step.inputs[0], _ids(kept))]
     origins = step.state.slots
+    framed = [o for o in origins.values() if isinstance(o, FrameSlot) and o.op == n]
+    if framed:  # an ordered window: each kept row, and the rows of its frames
+        frame_ids = [slots.frame_rows(o, own=_ids(kept)).select(F.col(ID).alias("id"))
+                     for o in framed]
+        out = [(step.inputs[0], ids) for ids in [_ids(kept), *frame_ids]]
+        key = next((s for s, o in origins.items() if isinstance(o, KeySlot) and o.op == n),
+                   None)
+        if key is not None:  # and the rows of its partition
+            out += _parents_by_key(run, frames, origins[key], key, kept)
+        return out
     key = next((s for s, o in origins.items() if isinstance(o, KeySlot) and o.op == n), None)
     if key is not None:  # an aggregate or distinct: the rows of the kept groups
-        origin = origins[key]
-        assert isinstance(origin, KeySlot)
-        rows = frames[origin.input_op]
-        hashed = positional(rows).select(
-            F.col(pos_name(rows.columns.index(ID))).alias("id"),
-            run.key_hash(origin).alias("k"))
-        groups = kept.select(F.col(key).alias("k")).distinct()
-        return [(origin.input_op, hashed.join(groups, "k", "left_semi").select("id"))]
+        return _parents_by_key(run, frames, origins[key], key, kept)
     nodes = S.walk(step.spec)
     join = next((x for x in nodes if isinstance(x, S.Join)), None)
     if join is not None:
@@ -127,6 +131,19 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
             F.col(ID) == derived_id("generate", F.col("__hippo_p"), *values))
         return [(step.inputs[0], hit.select(F.col("__hippo_p").alias("id")))]
     return [(step.inputs[0], _ids(kept))]  # one row in, one row out: the id is carried
+
+
+def _parents_by_key(run: RecordedRun, frames: dict[int, DataFrame], origin: Origin,
+                    key: str, kept: DataFrame) -> list[tuple[int, DataFrame]]:
+    """The rows of the groups (or window partitions) of key slot ``key`` the kept rows
+    hold."""
+    assert isinstance(origin, KeySlot)
+    rows = frames[origin.input_op]
+    hashed = positional(rows).select(
+        F.col(pos_name(rows.columns.index(ID))).alias("id"),
+        run.key_hash(origin).alias("k"))
+    groups = kept.select(F.col(key).alias("k")).distinct()
+    return [(origin.input_op, hashed.join(groups, "k", "left_semi").select("id"))]
 
 
 def trace(slots: Slots, sink_name: str, where: str | Column) -> list[TraceStep]:

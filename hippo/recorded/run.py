@@ -19,7 +19,7 @@ from hippo.recorded.ids import content_hash
 from hippo.recorded.pinned import check_readable, read_source
 from hippo.recorded.rebuild import build_step, register_udfs
 from hippo.recorded.spec import check_format
-from hippo.recorded.state import KeySlot
+from hippo.recorded.state import FrameSlot, KeySlot
 from hippo.recorded.steps import Step
 
 __all__ = ["RecordedRun"]
@@ -87,7 +87,7 @@ class RecordedRun:
                     if s.sink.version is not None})
         return out
 
-    def key_hash(self, origin: KeySlot) -> Column:
+    def key_hash(self, origin: KeySlot | FrameSlot) -> Column:
         """The hash of a key slot's group (or partition) key, over its input step's
         positional columns; Python functions the key calls are registered first."""
         spec = self.steps[origin.op].spec

@@ -8,7 +8,9 @@ tracked row came from, and the slot's *origin* says where that id is resolved:
   the group key, resolved by rebuilding step ``input_op``'s output and keeping the rows
   whose key hashes to it (key encoding);
 * :class:`MatchSlot`: the left row id of a semi join step ``op``; the right rows it
-  matched are found again by re-pairing the two inputs.
+  matched are found again by re-pairing the two inputs;
+* :class:`FrameSlot`: a row's id at an ordered window step ``op``; the rows of its
+  window frame are found again by numbering its partition's rows in the window's order.
 
 ``keyed`` maps a key slot to the user columns that still hold its group key unchanged,
 so the slot's value is a function of the row itself (``content_hash`` of those columns);
@@ -40,7 +42,7 @@ from lineage_types import ColumnMapping, ColumnRef
 from hippo.errors import StoreFormatError
 from hippo.recorded.ids import pos_index
 
-__all__ = ["Cell", "SourceSlot", "KeySlot", "MatchSlot", "Origin", "LineageState",
+__all__ = ["Cell", "SourceSlot", "KeySlot", "MatchSlot", "FrameSlot", "Origin", "LineageState",
            "origin_from_json", "through", "started"]
 
 Cell = tuple[str, Any]  # (slot column, column name or position at the slot's origin)
@@ -87,7 +89,39 @@ class MatchSlot:
                 "right_op": self.right_op, "renames": dict(self.renames)}
 
 
-Origin = SourceSlot | KeySlot | MatchSlot
+@dataclass(frozen=True)
+class FrameSlot:
+    """Row ids at window step ``op`` over step ``input_op``: each row's window frame is
+    found again among the rows of its partition (``keys``), numbered in ``order`` with
+    ties ordered by the row id. ``span``: ``frame`` (the rows of frame ``sql``, a ROWS
+    frame if ``rows``) or ``before`` (the rows ordered strictly before the row's peers,
+    and the row itself: what a rank reads)."""
+
+    op: int
+    input_op: int
+    keys: tuple[str, ...]
+    span: str
+    order: tuple[tuple[str, bool, bool], ...]
+    rows: bool = False
+    sql: str = ""
+    bounds: tuple[str, str] = ("", "")
+    kind: str = field(default="frame", init=False)
+
+    @property
+    def grows(self) -> bool:
+        """Whether removing rows can bring other rows into a frame (a ROWS frame with an
+        offset: ``lag``, ``ROWS BETWEEN 2 PRECEDING AND CURRENT ROW``)."""
+        return self.span == "frame" and self.rows and any(
+            b not in ("UNBOUNDED", "CURRENT") for b in self.bounds)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "op": self.op, "input_op": self.input_op,
+                "keys": list(self.keys), "span": self.span,
+                "order": [list(o) for o in self.order], "rows": self.rows, "sql": self.sql,
+                "bounds": list(self.bounds)}
+
+
+Origin = SourceSlot | KeySlot | MatchSlot | FrameSlot
 
 
 def origin_from_json(data: dict[str, Any]) -> Origin:
@@ -97,10 +131,16 @@ def origin_from_json(data: dict[str, Any]) -> Origin:
         return SourceSlot(str(data["source"]), int(data["op"]))
     if kind == "key":
         return KeySlot(int(data["op"]), int(data["input_op"]), tuple(data["keys"]))
+    if kind == "frame":
+        return FrameSlot(int(data["op"]), int(data["input_op"]), tuple(data["keys"]),
+                         str(data["span"]), tuple((str(o[0]), bool(o[1]), bool(o[2]))
+                                                  for o in data["order"]),
+                         bool(data["rows"]), str(data["sql"]), tuple(data["bounds"]))
     if kind == "match":
         return MatchSlot(int(data["op"]), int(data["left_op"]), int(data["right_op"]),
                          dict(data["renames"]))
-    raise StoreFormatError(f"unknown slot kind `{kind}`; known: `key`, `match`, `source`")
+    raise StoreFormatError(f"unknown slot kind `{kind}`; known: `frame`, `key`, `match`, "
+                           "`source`")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ row of the group; union the row of its side; limit after a total order the kept 
 Filter predicates, join keys and group keys are influencing, not contributing, except
 that a group or join key *output* column is computed from the key cells it references.
 
-Windows are modelled over whole partitions only. Not modelled: nondeterministic
-steps, ordered windows, ``dropDuplicates`` on a subset, a
+Windows: over whole partitions, and ordered (ranking, offset and framed aggregates;
+an ordered window whose result depends on how ties are ordered is only used on order
+keys unique in their partition). Not modelled: nondeterministic steps,
+``dropDuplicates`` on a subset, a
 ``limit`` whose cut falls inside a tie of its order (:class:`AmbiguousLimit`).
 
 The second half compares hippo's answers (public API only) with the oracle's.
@@ -131,6 +133,70 @@ def count_of(e: str | Expr) -> Agg:
 def count_rows() -> Agg:
     """``count(*)``, ``count(lit(1))``, ``groupBy().count()``: references no column."""
     return Agg("count", None)
+
+
+_RANKS = ("rank", "dense_rank", "percent_rank")
+_POSITIONS = ("row_number", "cume_dist", "ntile")
+
+
+@dataclass(frozen=True)
+class OrderedFn:
+    """A window function over an ordered partition: ``kind`` is row_number, rank,
+    dense_rank, percent_rank, cume_dist, ntile (``n``), lag/lead (``arg``, ``n``,
+    ``default``), or an aggregate (``agg``) over a ``rows`` or ``range`` frame
+    ``(lo, hi)`` (None: unbounded; ``range`` offsets apply to the one order key)."""
+
+    kind: str
+    arg: Expr | None = None
+    n: int = 1
+    default: Expr | None = None
+    agg: Agg | None = None
+    frame: tuple[str, int | None, int | None] | None = None
+
+    def compute(self, ordered: list[ORow], i: int, key_of: Callable[[ORow], Any],
+                frame_of: Frame) -> tuple[Any, list[ORow]]:
+        n = len(ordered)
+        me = key_of(ordered[i])
+        before = [r for r in ordered if key_of(r) < me]
+        if self.kind == "row_number":
+            return i + 1, ordered[:i + 1]
+        if self.kind == "rank":
+            return len(before) + 1, before + [ordered[i]]
+        if self.kind == "dense_rank":
+            return len({key_of(r) for r in before}) + 1, before + [ordered[i]]
+        if self.kind == "percent_rank":
+            return (0.0 if n == 1 else len(before) / (n - 1)), ordered
+        if self.kind == "cume_dist":
+            return sum(1 for r in ordered if not me < key_of(r)) / n, ordered
+        if self.kind == "ntile":
+            q, extra = divmod(n, self.n)
+            big = extra * (q + 1)
+            tile = i // (q + 1) + 1 if i < big else extra + (i - big) // q + 1
+            return tile, ordered
+        if self.kind in ("lag", "lead"):
+            j = i - self.n if self.kind == "lag" else i + self.n
+            assert self.arg is not None
+            if 0 <= j < n:
+                return frame_of._eval(ordered[j], self.arg), [ordered[j]]
+            default = None if self.default is None else frame_of._eval(ordered[i], self.default)
+            return default, []
+        assert self.agg is not None and self.frame is not None
+        how, lo, hi = self.frame
+        if how == "rows":
+            start = 0 if lo is None else max(0, i + lo)
+            stop = n if hi is None else min(n, i + hi + 1)
+            frame = ordered[start:stop]
+        elif (lo, hi) == (None, 0):  # up to the row and its peers
+            frame = [r for r in ordered if not me < key_of(r)]
+        else:  # offsets: one ascending order key, no nulls (what the tests use)
+            mine = me[0][1]
+            frame = [r for r in ordered
+                     if (lo is None or key_of(r)[0][1] >= mine + lo)
+                     and (hi is None or key_of(r)[0][1] <= mine + hi)]
+        if self.agg.arg is None:
+            return self.agg.compute([], len(frame)), frame
+        return self.agg.compute([frame_of._eval(r, self.agg.arg) for r in frame],
+                                len(frame)), frame
 
 
 @dataclass(frozen=True)
@@ -447,6 +513,44 @@ class Frame:
         if name in self.columns:
             raise ValueError("window columns here are new columns")
         return self._with([*self.columns, name], out)
+
+    def ordered_window(self, name: str, fn: OrderedFn, partition: Sequence[str],
+                       order: Sequence[tuple[str, bool]]) -> Frame:
+        """``withColumn(name, fn.over(Window.partitionBy(*partition).orderBy(*order)))``
+        with ``order`` as ``(column, ascending)`` (nulls first ascending, last
+        descending, as Spark). The row's lineage is its own row and the rows ``fn``
+        reads (its frame); the cell, those rows' cells of what ``fn`` reads, and the
+        own row's cells of a lag/lead default."""
+        parts: dict[Values, list[ORow]] = {}
+        for row in self.rows:
+            parts.setdefault(tuple(row.values[self._index(k)] for k in partition), []).append(row)
+        keys = [(self._index(c), asc) for c, asc in order]
+
+        def key_of(row: ORow) -> tuple[Any, ...]:
+            return tuple(_sort_key(row.values[i], asc) for i, asc in keys)
+
+        result: dict[int, ORow] = {}
+        for rows in parts.values():
+            ordered = sorted(rows, key=key_of)
+            for i, row in enumerate(ordered):
+                value, frame = fn.compute(ordered, i, key_of, self)
+                # rank, dense_rank and percent_rank read the order keys (Spark's rank
+                # functions take them as arguments); row_number, cume_dist and ntile
+                # read nothing: their cell is made by their rows.
+                reads = ([c for c, _ in order] if fn.kind in _RANKS
+                         else [] if fn.kind in _POSITIONS
+                         else list((fn.arg if fn.agg is None else fn.agg.arg).refs)
+                         if (fn.arg if fn.agg is None else fn.agg.arg) is not None else [])
+                cells = _union(self._cells(r, reads) for r in frame) if reads \
+                    else _MADE_BY_ROWS
+                if fn.default is not None:
+                    cells = cells | self._cells(row, fn.default.refs)
+                result[id(row)] = ORow(row.values + (value,),
+                                       row.rows | _union(r.rows for r in frame),
+                                       row.cells + (cells,))
+        if name in self.columns:
+            raise ValueError("window columns here are new columns")
+        return self._with([*self.columns, name], [result[id(r)] for r in self.rows])
 
     # -- answers --------------------------------------------------------------------------
     def chosen(self, where: Callable[[dict[str, Any]], Any]) -> list[ORow]:

@@ -18,6 +18,7 @@ import hippo
 from tests.hippo.oracle import (
     Explode,
     Frame,
+    OrderedFn,
     Where,
     avg_of,
     col,
@@ -687,6 +688,89 @@ def test_whole_partition_windows_match_oracle_and_trace_replay_and_removal(spark
         assert_sink_matches(spark, str(tmp_path / "out" / name), oracle)
 
 
+# Events per user: ``t`` is unique within a user (functions that depend on how ties are
+# ordered are tested over it), ``day`` has ties (rank and range frames are not).
+EVENTS_SCHEMA = "eid int, user string, t int, day int, x double"
+EVENTS = [(i, ["u1", "u2", "u3"][i % 3], (i * 7) % 11, i % 4, float(i) if i % 5 else None)
+          for i in range(1, 19)] + [(19, None, 3, 1, 2.5), (20, None, 1, 1, None)]
+
+
+def _ordered_windows(frame):
+    """The oracle of the ordered windows recorded below."""
+    by_t = [("t", True)]
+    by_day = [("day", True)]
+    return (frame
+            .ordered_window("prev_x", OrderedFn("lag", col("x"), 1), ["user"], by_t)
+            .ordered_window("next_x", OrderedFn("lead", col("x"), 2, default=col("day")),
+                            ["user"], by_t)
+            .ordered_window("rn", OrderedFn("row_number"), ["user"], by_t)
+            .ordered_window("rk", OrderedFn("rank"), ["user"], by_day)
+            .ordered_window("drk", OrderedFn("dense_rank"), ["user"], by_day)
+            .ordered_window("last3", OrderedFn("agg", agg=sum_of("x"), frame=("rows", -2, 0)),
+                            ["user"], by_t)
+            .ordered_window("upto", OrderedFn("agg", agg=count_rows(),
+                                              frame=("range", None, 0)), ["user"], by_day)
+            .ordered_window("near", OrderedFn("agg", agg=max_of("x"), frame=("range", -1, 1)),
+                            ["user"], by_day)
+            .ordered_window("tile", OrderedFn("ntile", n=2), ["user"], by_t)
+            .ordered_window("late", OrderedFn("agg", agg=sum_of("x"), frame=("rows", 1, None)),
+                            ["user"], [("t", False)]))
+
+
+def test_ordered_windows_match_oracle_and_trace_replay_and_removal(spark, store, tmp_path):
+    from pyspark.sql import Window
+
+    events, o_events = spark_source(spark, "events", EVENTS_SCHEMA, EVENTS, tmp_path)
+    by_t = Window.partitionBy("user").orderBy("t")
+    by_day = Window.partitionBy("user").orderBy("day")
+    with store.run("ordered") as run:
+        src = run.source("events", events)
+        # Two steps, several frames each (windows of one step share their partition).
+        out = (src.withColumns({
+            "prev_x": F.lag("x").over(by_t),
+            "next_x": F.expr("lead(x, 2, day) OVER (PARTITION BY user ORDER BY t)"),
+            "rn": F.row_number().over(by_t)})
+            .withColumns({"rk": F.rank().over(by_day), "drk": F.dense_rank().over(by_day),
+                          "last3": F.sum("x").over(by_t.rowsBetween(-2, 0)),
+                          "upto": F.count(F.lit(1)).over(by_day),
+                          "near": F.max("x").over(by_day.rangeBetween(-1, 1)),
+                          "tile": F.ntile(2).over(by_t),
+                          "late": F.sum("x").over(
+                              Window.partitionBy("user").orderBy(F.col("t").desc())
+                              .rowsBetween(1, Window.unboundedFollowing))}))
+        path = _sink(run, "feats", out, tmp_path)
+    oracle = _ordered_windows(o_events)
+    assert_sink_matches(spark, path, oracle)
+    ten = Where("eid = 10", lambda r: r["eid"] == 10)
+    got = assert_backward_matches(store, "feats", oracle, ten)
+    assert len(got["events"][1]) == 6  # ntile reads the whole partition of u2
+    for column in ["next_x", "rn", "rk", "drk", "upto", "near", "tile", "late"]:
+        assert_backward_matches(store, "feats", oracle, ten, columns=[column])
+    got = assert_backward_matches(store, "feats", oracle, ten, columns=["prev_x"])
+    assert got["events"] == (["x"], [(13.0,)])  # the previous row's x, not its own
+    firsts = Where("rn = 1 OR user IS NULL", lambda r: r["rn"] == 1 or r["user"] is None)
+    assert_backward_matches(store, "feats", oracle, firsts, columns=["prev_x", "last3"])
+    assert_forward_matches(store, "events", {"feats": oracle},
+                           Where("eid IN (7, 19)", lambda r: r["eid"] in (7, 19)))
+
+    steps = store.trace("feats", where="eid = 10")
+    assert sorted(r.eid for r in steps[0].rows.collect()) == [1, 4, 7, 10, 13, 16]
+    replayed = store.replay(run.run_id)["feats"]
+    written = spark.read.format("delta").load(path)
+    assert sorted(map(tuple, replayed.collect()), key=repr) == sorted(
+        map(tuple, written.collect()), key=repr)
+    part = store.replay(run.run_id, where="eid IN (10, 14)")["feats"]
+    assert sorted(map(tuple, part.collect()), key=repr) == sorted(
+        map(tuple, written.filter("eid IN (10, 14)").collect()), key=repr)
+
+    # Removing a row changes the rows whose frames held it, and brings the row before it
+    # into a lag's frame; the repaired sink equals the pipeline over the kept rows.
+    report = store.remove("events", where="eid = 13")
+    assert report.sinks["feats"].how == "incremental", report.sinks["feats"].why
+    kept = Frame.source("events", o_events.columns, [r for r in EVENTS if r[0] != 13])
+    assert_sink_matches(spark, path, _ordered_windows(kept))
+
+
 def test_windows_hippo_cannot_record_exactly_yet_are_refused_by_name(spark, store, tmp_path):
     from pyspark.sql import Window
 
@@ -696,8 +780,8 @@ def test_windows_hippo_cannot_record_exactly_yet_are_refused_by_name(spark, stor
     with store.run("ordered_windows") as run:
         src = run.source("orders", orders)
         ordered = Window.partitionBy("cust").orderBy("oid")
-        for col_, match in [(F.lag("qty").over(ordered), "ORDER BY"),
-                            (F.row_number().over(ordered), "ORDER BY"),
+        for col_, match in [(F.expr("lag(qty) IGNORE NULLS OVER (PARTITION BY cust ORDER BY oid)"),
+                             "IGNORE NULLS"),
                             (F.sum("qty").over(Window.partitionBy(F.upper("cust"))),
                              "partition by columns")]:
             with pytest.raises(UnsupportedStepError, match=match):
@@ -705,6 +789,9 @@ def test_windows_hippo_cannot_record_exactly_yet_are_refused_by_name(spark, stor
         with pytest.raises(UnsupportedStepError, match="same step as `Generate`"):
             src.select("oid", F.explode(F.split("tags", ",")).alias("t"),
                        F.count(F.lit(1)).over(Window.partitionBy("cust")).alias("n"))
+        with pytest.raises(UnsupportedStepError, match="different partitions"):
+            src.select("oid", F.lag("qty").over(ordered).alias("a"),
+                       F.lag("qty").over(Window.partitionBy("price").orderBy("oid")).alias("b"))
         run.sink("plain", src.select("oid"), str(tmp_path / "out" / "plain"))
 
 

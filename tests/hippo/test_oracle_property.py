@@ -40,6 +40,7 @@ from tests.hippo.oracle import (
     expr,
     max_of,
     min_of,
+    OrderedFn,
     on,
     raw,
     sum_of,
@@ -324,9 +325,60 @@ def step_window(ctx: Context, pipe: Pipe) -> Pipe | None:
     return Pipe(tracked, pipe.frame.window(name, agg, keys), {**pipe.types, name: kind})
 
 
+def step_ordered_window(ctx: Context, pipe: Pipe) -> Pipe | None:
+    """A window over an ordered partition. A function whose value depends on how ties
+    are ordered is ordered by every column and drawn only where no partition holds two
+    equal rows (which of two equal rows comes first is up to Spark)."""
+    if pipe.limited:
+        return None
+    cols = list(pipe.frame.columns)
+    keys = ctx.draw(st.lists(st.sampled_from(cols), max_size=1, unique=True), "partition keys")
+    ints = pipe.of("int")
+    choices = ["rank", "dense_rank", "running count"] + (
+        ["running sum", "row_number", "lag", "lead", "rows sum"] if ints else [])
+    fn = ctx.draw(st.sampled_from(choices), "ordered window function")
+    name = ctx.name("o")
+    tie_free = fn in ("row_number", "lag", "lead", "rows sum")
+    if tie_free:
+        by = [(c, ctx.draw(st.booleans(), f"{c} ascending")) for c in cols]
+        worlds = [pipe.frame.now, pipe.frame.clean] if hasattr(pipe.frame, "now") \
+            else [pipe.frame]
+        for world in worlds:  # both worlds of a removal test
+            seen = set()
+            for row in world.rows:
+                part_row = (tuple(row.values[cols.index(k)] for k in keys), row.values)
+                if part_row in seen:
+                    return None
+                seen.add(part_row)
+    else:
+        c = ctx.draw(st.sampled_from(cols), "order column")
+        by = [(c, ctx.draw(st.booleans(), f"{c} ascending"))]
+    order = [F.col(c).asc() if a else F.col(c).desc() for c, a in by]
+    w = Window.partitionBy(*keys).orderBy(*order)
+    value = ctx.draw(st.sampled_from(ints), "window value") if ints else None
+    spark_fn, ofn, kind = {
+        "rank": lambda: (F.rank(), OrderedFn("rank"), "int"),
+        "dense_rank": lambda: (F.dense_rank(), OrderedFn("dense_rank"), "int"),
+        "running count": lambda: (F.count(F.lit(1)), OrderedFn(
+            "agg", agg=count_rows(), frame=("range", None, 0)), "int"),
+        "running sum": lambda: (F.sum(value), OrderedFn(
+            "agg", agg=sum_of(value), frame=("range", None, 0)), "int"),
+        "row_number": lambda: (F.row_number(), OrderedFn("row_number"), "int"),
+        "lag": lambda: (F.lag(value), OrderedFn("lag", col(value), 1), "int"),
+        "lead": lambda: (F.lead(value, 2), OrderedFn("lead", col(value), 2), "int"),
+        "rows sum": lambda: (F.sum(value), OrderedFn(
+            "agg", agg=sum_of(value), frame=("rows", -1, 1)), "int"),
+    }[fn]()
+    if fn == "rows sum":
+        w = w.rowsBetween(-1, 1)
+    tracked = pipe.tracked.withColumn(name, spark_fn.over(w))
+    return Pipe(tracked, pipe.frame.ordered_window(name, ofn, keys, by),
+                {**pipe.types, name: kind})
+
+
 STEPS = [step_filter, step_with_column, step_select, step_explode, step_aggregate,
          step_distinct, step_join, step_union, step_order_limit, step_repartition,
-         step_window]
+         step_window, step_ordered_window]
 
 
 def _source_rows(name: str) -> st.SearchStrategy:
