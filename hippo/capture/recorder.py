@@ -152,8 +152,10 @@ class Recorder:
     rendering of its spec to JSON. :meth:`finish` waits for all of it.
     """
 
-    def __init__(self, run_id: str, name: str, strict: bool) -> None:
+    def __init__(self, run_id: str, name: str, strict: bool, root: str = ".") -> None:
         self.run_id = run_id
+        self.root = root  # the store's folder (models are saved under it)
+        self.models: dict[int, Any] = {}  # id(model) -> FittedModel (hippo.capture.models)
         self.name = name
         self.strict = strict
         self.steps: list[Step] = []

@@ -91,7 +91,7 @@ class Run:
         self.params = params
         self.run_id = uuid.uuid4().hex
         self.started_at = _now()
-        self._recorder = Recorder(self.run_id, name, strict)
+        self._recorder = Recorder(self.run_id, name, strict, root)
         self._sources: dict[str, int] = {}
         self._sinks: dict[str, int] = {}
         self._versions: dict[str, int] = {}
@@ -129,6 +129,14 @@ class Run:
         step, state = self._recorder.source_step(info, columns)
         self._sources[name] = step.op_id
         return TrackedDataFrame(self._recorder, df, state, step.op_id)
+
+    def fit(self, estimator: Any, data: TrackedDataFrame) -> Any:
+        """``estimator.fit(data)`` for a pyspark.ml Estimator or Pipeline, recorded: the
+        model depends on the training rows and the columns the estimator reads, and is
+        saved into the store. Apply it with ``data.transform(model)``."""
+        from hippo.capture.models import fit
+
+        return fit(self, estimator, check_tracked(self._recorder, data, "run.fit"))
 
     def sink(self, name: str, data: TrackedDataFrame, path: str, mode: str = "overwrite") -> None:
         """Write ``data`` as a Delta table at ``path`` and record which rows were written.

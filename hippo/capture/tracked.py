@@ -301,7 +301,14 @@ class TrackedDataFrame:
 
     def transform(self, func: Any, *args: Any, **kwargs: Any) -> TrackedDataFrame:
         """``func(self, *args, **kwargs)``, which must build on this TrackedDataFrame with
-        tracked steps (each is recorded as its own step)."""
+        tracked steps (each is recorded as its own step); or a pyspark.ml transformer or
+        model applied to the rows (:mod:`hippo.capture.models`)."""
+        from pyspark.ml import Transformer
+
+        if isinstance(func, Transformer):
+            from hippo.capture.models import transform
+
+            return transform(self, func)
         out = func(self, *args, **kwargs)
         if not isinstance(out, TrackedDataFrame):
             raise HippoError(

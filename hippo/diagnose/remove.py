@@ -85,7 +85,7 @@ __all__ = ["SinkRepair", "RemovalReport", "remove", "INCREMENTAL_SHARE"]
 INCREMENTAL_SHARE = 1 / 3
 # Plan nodes that, after an aggregate the removal reaches, cannot bring rows in.
 _AFTER_AGGREGATE_OK = {"Project", "Sort", "Repartition", "RepartitionByExpression", "Union",
-                       "SubqueryAlias"}
+                       "SubqueryAlias", "Transform", "Fit"}
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,13 @@ def full_only(run: RecordedRun, source_op: int, sink: Step) -> str | None:
     return None
 
 
+def _refit(run: RecordedRun, source_op: int) -> frozenset[int]:
+    """The fit steps whose training rows a removal from ``source_op`` can reach: their
+    models are fitted again on the cleaned rows; the others are applied as saved."""
+    return frozenset(n for n in nx.descendants(run.graph, source_op)
+                     if run.steps[n].step == "fit")
+
+
 # -- computing the repair --------------------------------------------------------------
 def _new_rows(frame: DataFrame, sink: Step) -> DataFrame:
     """``hippo_row_id``, ``new_hash`` and the user columns of recomputed sink rows."""
@@ -282,7 +289,7 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
         if source_op in cut:
             cut[source_op] = cut[source_op].join(removed_ids, ID, "left_anti").select(
                 *[F.col(quoted(c)) for c in cut[source_op].columns])
-        frame = run.frames(sink.inputs[0], cut)[sink.inputs[0]]
+        frame = run.frames(sink.inputs[0], cut, refit=_refit(run, source_op))[sink.inputs[0]]
         frame = frame.join(ids.withColumnRenamed("hippo_row_id", ID), ID, "left_semi").select(
             *[F.col(quoted(c)) for c in frame.columns])
         old = old.join(ids, "hippo_row_id", "left_semi")
@@ -292,7 +299,8 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
                          f"{INCREMENTAL_SHARE:.0%}): one recompute of the whole sink is cheaper")
         sources = {s.op_id: run.frame(s.op_id) for s in run.sources.values()}
         sources[source_op] = cleaned
-        frame = run.frames(sink.inputs[0], sources)[sink.inputs[0]]
+        frame = run.frames(sink.inputs[0], sources,
+                           refit=_refit(run, source_op))[sink.inputs[0]]
     frame = frame.localCheckpoint(eager=True)
     new = _new_rows(frame, sink)
     changes, counts = _counted_changes(old, new)

@@ -72,8 +72,8 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
     step = run.steps[n]
     if step.source is not None:
         return []
-    if step.spec is None:  # a sink: the rows are its input's
-        return [(step.inputs[0], _ids(kept))]
+    if step.spec is None or isinstance(step.spec, S.Fit):  # a sink, or a model's
+        return [(step.inputs[0], _ids(kept))]  # training rows: the rows are its input's
     origins = step.state.slots
     framed = [o for o in origins.values() if isinstance(o, FrameSlot) and o.op == n]
     if framed:  # an ordered window: each kept row, and the rows of its frames
@@ -89,6 +89,8 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
     if key is not None:  # an aggregate or distinct: the rows of the kept groups
         return _parents_by_key(run, frames, origins[key], key, kept)
     nodes = S.walk(step.spec)
+    if isinstance(step.spec, S.Transform) and step.spec.fitted:  # and the model's rows
+        return [(step.inputs[0], _ids(kept)), (step.inputs[1], _ids(frames[step.inputs[1]]))]
     join = next((x for x in nodes if isinstance(x, S.Join)), None)
     if join is not None:
         left, right = step.inputs

@@ -58,15 +58,23 @@ def _joined(node: S.Join, left: DataFrame, right: DataFrame, how: str) -> DataFr
 PICKING = (S.Limit, S.Offset, S.Dedup)
 
 
-def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False) -> DataFrame:
+def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
+               refit: bool = False) -> DataFrame:
     """The DataFrame ``node`` describes, computed over ``inputs``.
 
     With ``every_row``, the nodes that pick rows in no fixed order (``PICKING``) pass
     every input row on instead: a replay over exactly the rows the run picked (and
-    perhaps others it then drops by id) must not let them pick again.
+    perhaps others it then drops by id) must not let them pick again. With ``refit``, a
+    model fitted in the run is fitted again on its (rebuilt) training rows instead of
+    loaded as the run saved it.
     """
     if isinstance(node, S.Input):
         return inputs[node.input]
+    if isinstance(node, S.Fit):
+        return build_step(node.child, inputs, every_row, refit)
+    if isinstance(node, S.Transform):
+        return _transformed(node, build_step(node.child, inputs, every_row, refit), inputs,
+                            refit)
     if isinstance(node, S.Udfs):
         register_udfs(inputs[0].sparkSession, node.udfs)
         return build_step(node.child, inputs, every_row)
@@ -105,6 +113,34 @@ def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
                          deterministic=bool(deterministic))
         spark.udf.register(name, fn)
         done.add(name)
+
+
+def ml_class(name: str) -> Any:
+    """A pyspark.ml class by its recorded ``module.Class`` name (pyspark.ml's only: a
+    store names it, and importing what a store names runs code)."""
+    import importlib
+
+    module, _, cls = name.rpartition(".")
+    if not module.startswith("pyspark.ml"):
+        raise HippoError(f"model class `{name}` is not a pyspark.ml class; hippo loads "
+                         "only those")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _transformed(node: S.Transform, child: DataFrame, inputs: list[DataFrame],
+                 refit: bool) -> DataFrame:
+    from hippo.recorded.ids import content_hash, is_hidden
+
+    if node.fitted and refit:
+        training = inputs[1]
+        user = [c for c in training.columns if not is_hidden(c)]
+        model = ml_class(node.estimator_class).load(node.estimator).fit(
+            training.select(*[F.col(f"`{c}`") for c in user]))
+    else:
+        model = ml_class(node.model_class).load(node.model)
+    if node.slot:
+        child = child.withColumn(node.slot, content_hash([], "key"))
+    return model.transform(child)
 
 
 def build_pairs(node: S.Node, inputs: list[DataFrame]) -> DataFrame:

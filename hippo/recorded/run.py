@@ -103,28 +103,32 @@ class RecordedRun:
         return self._frames[op_id]
 
     def frames(self, op_id: int, sources: dict[int, DataFrame],
-               every_row: bool = False) -> dict[int, DataFrame]:
+               every_row: bool = False, refit: frozenset[int] = frozenset()
+               ) -> dict[int, DataFrame]:
         """Every step up to ``op_id`` rebuilt over other source rows: ``sources`` maps a
         source step to the rows to use instead of its pinned read (hidden columns
         included, e.g. a subset of :meth:`frame`); a source not in it reads no rows.
         ``every_row``: ``limit``, ``offset`` and ``dropDuplicates`` keep every row
-        (:func:`~hippo.recorded.rebuild.build_step`). Nothing is cached: each call plans
-        anew."""
+        (:func:`~hippo.recorded.rebuild.build_step`). ``refit``: the models of these fit
+        steps are fitted again on their rebuilt training rows (a removal's repair), not
+        loaded as saved. Nothing is cached: each call plans anew."""
         built: dict[int, DataFrame] = {}
         for n in self.upstream(op_id):
             step = self.steps[n]
             if step.source is not None:
                 built[n] = sources.get(n, self.frame(n).limit(0))
             else:
-                built[n] = self._built(n, built, every_row)
+                built[n] = self._built(n, built, every_row, refit)
         return built
 
-    def _built(self, n: int, built: dict[int, DataFrame], every_row: bool = False) -> DataFrame:
+    def _built(self, n: int, built: dict[int, DataFrame], every_row: bool = False,
+               refit: frozenset[int] = frozenset()) -> DataFrame:
         step = self.steps[n]
         if step.source is not None:
             info = step.source
             pinned = self.pinned(info.path, info.version, plain=info.ids != "row_tracking")
             return read_source(self.spark, info, info.slot, pinned)
         if step.spec is not None:
-            return build_step(step.spec, [built[i] for i in step.inputs], every_row)
+            return build_step(step.spec, [built[i] for i in step.inputs], every_row,
+                              bool(set(step.inputs[1:]) & refit))
         return built[step.inputs[0]]  # a sink: what was written is its input's output

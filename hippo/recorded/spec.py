@@ -25,7 +25,7 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Window", "Udfs", "Pass", "spec_from_json", "rendered", "check_format", "walk",
+    "Window", "Udfs", "Fit", "Transform", "Pass", "spec_from_json", "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
@@ -237,6 +237,43 @@ class Udfs(Node):
 
 
 @dataclass(frozen=True)
+class Fit(Node):
+    """A pyspark.ml estimator fitted on the child's rows: the fitted model, saved with
+    pyspark.ml's own persistence at ``model`` (class ``model_class``), and the
+    estimator at ``estimator``. Rebuilt, the step is its training rows (the input of
+    the transforms that apply the model, which refit it on them where asked)."""
+
+    op: ClassVar[str] = "fit"
+    _CHILDREN: ClassVar[tuple[str, ...]] = ("child",)
+    child: Node
+    names: tuple[str, ...]
+    estimator: str
+    estimator_class: str
+    model: str
+    model_class: str
+
+
+@dataclass(frozen=True)
+class Transform(Node):
+    """A pyspark.ml transformer or model applied to the child's rows: every column kept,
+    new ones appended. ``model`` is its saved form (class ``model_class``). A model
+    fitted in the run (``fitted``) is refitted on input 1, the fit step's training
+    rows, where a rebuild asks for it; its rows first gain ``slot``, the key slot by
+    which a query finds the model's training rows."""
+
+    op: ClassVar[str] = "transform"
+    _CHILDREN: ClassVar[tuple[str, ...]] = ("child",)
+    child: Node
+    names: tuple[str, ...]
+    model: str
+    model_class: str
+    fitted: bool
+    estimator: str
+    estimator_class: str
+    slot: str
+
+
+@dataclass(frozen=True)
 class Pass(Node):
     """A node that changes nothing a replay needs (an alias, a hint)."""
 
@@ -248,7 +285,7 @@ class Pass(Node):
 
 _NODES: dict[str, type[Node]] = {cls.op: cls for cls in (
     Project, Filter, Aggregate, Distinct, Dedup, Join, Generate, Sort, Limit, Offset, Union,
-    Repartition, RepartitionBy, Window, Udfs, Pass)}
+    Repartition, RepartitionBy, Window, Udfs, Fit, Transform, Pass)}
 
 
 def walk(node: Node) -> list[Node]:
