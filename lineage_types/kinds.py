@@ -21,7 +21,7 @@ Composition checks only that each step reads columns the previous step produces.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from functools import reduce
 from typing import Any, ClassVar, TypeVar
 
@@ -60,12 +60,19 @@ class LineageType:
     ----------
     columns : ColumnMapping
         Which input cells each output column comes from, and which decide the rows.
+        May be left out of a *declaration* (``OneToOne(key="id")``): whoever applies
+        the declaration fills it in.
     encoding : Encoding
         How output rows are related to input rows.
+    key : str or sequence of str, keyword only
+        Shorthand for ``encoding=Key(...)``: output rows relate to the input rows with
+        equal values of these columns (the parent's key for OneToOne and OneToMany, the
+        group keys for ManyToOne and ManyToMany).
     """
 
-    columns: ColumnMapping
-    encoding: Encoding
+    columns: ColumnMapping | None = None
+    encoding: Encoding | None = None
+    key: InitVar[str | Sequence[str] | None] = None
 
     kind: ClassVar[str]
     """Name of the type in JSON."""
@@ -74,16 +81,32 @@ class LineageType:
     fans_in: ClassVar[bool]
     """Whether one output row may come from several input rows."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, key: str | Sequence[str] | None = None) -> None:
         if type(self) is LineageType:
             raise TypeError(
                 "LineageType is abstract; use OneToOne, OneToMany, ManyToOne, ManyToMany "
                 "or Identity"
             )
+        if key is not None:
+            if self.encoding is not None:
+                raise LineageTypeError("give `key` or `encoding`, not both")
+            object.__setattr__(self, "encoding", Key((key,) if isinstance(key, str)
+                                                     else tuple(key)))
+        if self.columns is None and self.encoding is not None:
+            return  # a declaration: its column mapping is filled in where it is applied
         if not isinstance(self.columns, ColumnMapping):
             raise LineageTypeError(f"columns must be a ColumnMapping, got {self.columns!r}")
         if not isinstance(self.encoding, (Passthrough, Key, Explicit, Chain)):
             raise LineageTypeError(f"encoding must be an Encoding, got {self.encoding!r}")
+
+    @property
+    def declared(self) -> bool:
+        """Whether this is a declaration without a column mapping yet."""
+        return self.columns is None
+
+    def with_columns(self: _T, columns: ColumnMapping) -> _T:
+        """The same type with ``columns`` as its column mapping."""
+        return type(self)(columns, self.encoding)
 
     def then(self, second: LineageType) -> LineageType:
         """Return the type of applying ``second`` after this one; see :func:`compose`."""
@@ -91,6 +114,9 @@ class LineageType:
 
     def to_json(self) -> dict[str, Any]:
         """Return a plain, JSON-serializable dict: ``kind``, ``columns`` and ``encoding``."""
+        if self.columns is None:
+            raise LineageTypeError(f"a {type(self).__name__} declaration has no column "
+                                   "mapping to write yet")
         return {
             "kind": self.kind,
             "columns": self.columns.to_json(),
@@ -178,8 +204,10 @@ class Identity(OneToOne):
 
     kind: ClassVar[str] = "identity"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __post_init__(self, key: str | Sequence[str] | None = None) -> None:
+        super().__post_init__(key)
+        if self.columns is None:
+            raise LineageTypeError("an Identity needs its column mapping")
         if not isinstance(self.encoding, Passthrough):
             raise LineageTypeError(f"an Identity's encoding is Passthrough, got {self.encoding!r}")
         if self.columns.influencing:
@@ -232,6 +260,8 @@ def compose(first: LineageType, second: LineageType) -> LineageType:
     >>> both.kind, both.encoding
     ('many_to_many', Key(keys=('k',)))
     """
+    if first.columns is None or second.columns is None:
+        raise LineageTypeError("a declaration without a column mapping does not compose")
     for name, arg in (("first", first), ("second", second)):
         if not isinstance(arg, LineageType):
             raise LineageTypeError(f"`{name}` must be a LineageType, got {arg!r}")

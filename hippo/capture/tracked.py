@@ -317,6 +317,32 @@ class TrackedDataFrame:
                 "tracked steps, or declare the lineage of opaque code")
         return check_tracked(self._run, out, "transform")
 
+    # -- declared lineage (code Spark cannot see into) -----------------------------------
+    def apply(self, fn: Any, lineage: Any = None) -> TrackedDataFrame:
+        """``fn(self.df)`` for any ``DataFrame -> DataFrame`` function, with its lineage
+        declared: ``lineage=OneToOne(key="id")``, ``OneToMany(key=...)``,
+        ``ManyToOne(key=[...])`` or ``ManyToMany(key=[...])`` from ``lineage_types``
+        (:mod:`hippo.capture.declared`)."""
+        from hippo.capture.declared import apply
+
+        return apply(self, fn, _declared(lineage, "apply", "df.apply(fn, lineage=...)"))
+
+    def mapInPandas(self, func: Any, schema: Any, lineage: Any = None,  # noqa: N802
+                    **kwargs: Any) -> TrackedDataFrame:
+        from hippo.capture.declared import apply
+
+        lineage = _declared(lineage, "mapInPandas", "df.mapInPandas(func, schema, lineage=...)")
+        return apply(self, lambda df: df.mapInPandas(func, schema, **kwargs), lineage,
+                     "mapInPandas")
+
+    def mapInArrow(self, func: Any, schema: Any, lineage: Any = None,  # noqa: N802
+                   **kwargs: Any) -> TrackedDataFrame:
+        from hippo.capture.declared import apply
+
+        lineage = _declared(lineage, "mapInArrow", "df.mapInArrow(func, schema, lineage=...)")
+        return apply(self, lambda df: df.mapInArrow(func, schema, **kwargs), lineage,
+                     "mapInArrow")
+
     # -- many-to-one -------------------------------------------------------------------
     def groupBy(self, *cols: Any) -> TrackedGroupedData:  # noqa: N802
         return TrackedGroupedData(self, _flatten(cols))
@@ -435,6 +461,25 @@ class TrackedGroupedData:
     def count(self) -> TrackedDataFrame:
         return self.agg(F.count(F.lit(1)).alias("count"))
 
+    def applyInPandas(self, func: Any, schema: Any, lineage: Any = None  # noqa: N802
+                      ) -> TrackedDataFrame:
+        """pyspark's ``applyInPandas``: each output row comes from the rows of its group
+        (``ManyToMany`` by the group keys, which the output must hold), unless
+        ``lineage`` declares otherwise."""
+        from lineage_types import ManyToMany
+
+        from hippo.capture.declared import apply
+
+        keys = self._keys
+        if lineage is None:
+            if not all(isinstance(k, str) for k in keys):
+                raise UnsupportedStepError(
+                    "applyInPandas over computed group keys: declare its lineage with "
+                    "lineage=ManyToMany(key=[...]) over columns its output holds")
+            lineage = ManyToMany(key=list(keys))
+        return apply(self._parent, lambda df: df.groupBy(*keys).applyInPandas(func, schema),
+                     lineage, "applyInPandas")
+
     def _numeric(self, fn: str, cols: tuple[str, ...]) -> TrackedDataFrame:
         if not cols:
             numeric = ("int", "bigint", "smallint", "tinyint", "float", "double")
@@ -459,6 +504,16 @@ class TrackedGroupedData:
 
     def max(self, *cols: str) -> TrackedDataFrame:
         return self._numeric("max", cols)
+
+
+def _declared(lineage: Any, step: str, how: str) -> Any:
+    if lineage is None:
+        raise UnsupportedStepError(
+            f"`{step}` runs code Spark cannot see into, so hippo cannot type its lineage; "
+            f"declare it: {how} with lineage=OneToOne(key='id') (each output row is the "
+            "input row of its key), OneToMany(key=...), ManyToOne(key=[...]) or "
+            "ManyToMany(key=[...]) from lineage_types")
+    return lineage
 
 
 def _with_key_slot(run: Recorder, grouped: DataFrame, n_keys: int) -> DataFrame:

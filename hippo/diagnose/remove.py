@@ -176,6 +176,9 @@ def full_only(run: RecordedRun, source_op: int, sink: Step) -> str | None:
         where = f"`{step.step}` at {step.code_location}"
         if not step.state.replay_exact:
             return f"{where} picks rows, and without the removed ones it may pick others"
+        if isinstance(step.spec, S.Declared) and step.spec.kind == "many_to_many":
+            return (f"{where} was declared ManyToMany: its rows are told apart by their "
+                    "values, which a removal changes, so they are recomputed whole")
         fed = [i for i in step.inputs if i in reached]
         if any(after_agg.get(i) for i in fed) and not set(step.kinds) <= _AFTER_AGGREGATE_OK \
                 and not _window_on_copies(run, step):

@@ -26,6 +26,7 @@ from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
 from hippo.recorded import spec as S
 from hippo.recorded.ids import (
     ID,
+    content_hash,
     derived_id,
     is_hidden,
     pos_name,
@@ -89,6 +90,12 @@ def _parents(slots: Slots, frames: dict[int, DataFrame], n: int, kept: DataFrame
     if key is not None:  # an aggregate or distinct: the rows of the kept groups
         return _parents_by_key(run, frames, origins[key], key, kept)
     nodes = S.walk(step.spec)
+    if isinstance(step.spec, S.Declared):  # the parent rows of the kept rows' keys
+        keys = [quoted(k) for k in step.spec.keys]
+        want = kept.select(content_hash(keys, "key").alias("k")).distinct()
+        parent = frames[step.inputs[0]].select(F.col(ID).alias("id"),
+                                               content_hash(keys, "key").alias("k"))
+        return [(step.inputs[0], parent.join(want, "k", "left_semi").select("id"))]
     if isinstance(step.spec, S.Transform) and step.spec.fitted:  # and the model's rows
         return [(step.inputs[0], _ids(kept)), (step.inputs[1], _ids(frames[step.inputs[1]]))]
     join = next((x for x in nodes if isinstance(x, S.Join)), None)

@@ -72,6 +72,10 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
         return inputs[node.input]
     if isinstance(node, S.Fit):
         return build_step(node.child, inputs, every_row, refit)
+    if isinstance(node, S.Declared):
+        child = build_step(node.child, inputs, every_row, refit)
+        return declared_rows(child, unpickled(node.fn)(_user(child)), node.kind, node.keys,
+                             node.slot)
     if isinstance(node, S.Transform):
         return _transformed(node, build_step(node.child, inputs, every_row, refit), inputs,
                             refit)
@@ -113,6 +117,53 @@ def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
                          deterministic=bool(deterministic))
         spark.udf.register(name, fn)
         done.add(name)
+
+
+def _user(df: DataFrame) -> DataFrame:
+    from hippo.recorded.ids import is_hidden, quoted
+
+    return df.select(*[F.col(quoted(c)) for c in df.columns if not is_hidden(c)])
+
+
+def pickled(fn: Any) -> str:
+    """A function as base64 of its cloudpickle."""
+    from pyspark import cloudpickle
+
+    return base64.b64encode(cloudpickle.dumps(fn)).decode()
+
+
+def unpickled(text: str) -> Any:
+    import pickle
+
+    try:
+        return pickle.loads(base64.b64decode(text))  # noqa: S301 -- the store's own code
+    except Exception as err:  # noqa: BLE001 -- a module it names is missing here, say
+        raise HippoError(f"a recorded function could not be loaded: {type(err).__name__}: "
+                         f"{err}; a function defined in a module is recorded by reference, "
+                         "so that module must be importable here") from err
+
+
+def declared_rows(child: DataFrame, out: DataFrame, kind: str, keys: Sequence[str],
+                  slot: str) -> DataFrame:
+    """The rows ``out`` of a declared step over ``child``, with hippo's hidden columns:
+    each row joined to its parent by ``keys`` (its id and slots; a row of a one-to-many
+    step gets an id of its own), or given its group's key slot."""
+    from hippo.recorded.ids import ID, content_hash, derived_id, is_hidden, quoted
+
+    values = [F.col(quoted(c)) for c in out.columns]
+    if kind in ("many_to_one", "many_to_many"):
+        grouped = out.withColumn(slot, content_hash([quoted(k) for k in keys], "key"))
+        return grouped.withColumn(ID, F.col(slot) if kind == "many_to_one"
+                                  else derived_id("declared", F.col(slot), *values))
+    hidden = [c for c in child.columns if is_hidden(c)]
+    parents = child.select(*[F.col(quoted(k)).alias(f"__hippo_k{i}") for i, k in enumerate(keys)],
+                           *[F.col(c) for c in hidden])
+    cond = reduce(lambda a, b: a & b, [F.col(quoted(k)).eqNullSafe(F.col(f"__hippo_k{i}"))
+                                       for i, k in enumerate(keys)])
+    joined = out.join(parents, cond).select(*values, *[F.col(c) for c in hidden])
+    if kind == "one_to_many":
+        joined = joined.withColumn(ID, derived_id("declared", F.col(ID), *values))
+    return joined
 
 
 def ml_class(name: str) -> Any:

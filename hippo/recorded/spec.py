@@ -25,7 +25,7 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Window", "Udfs", "Fit", "Transform", "Pass", "spec_from_json", "rendered", "check_format", "walk",
+    "Window", "Udfs", "Fit", "Transform", "Declared", "Pass", "spec_from_json", "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
@@ -274,6 +274,24 @@ class Transform(Node):
 
 
 @dataclass(frozen=True)
+class Declared(Node):
+    """A user's function over the child's rows, whose lineage the user declared: ``fn``
+    (the pickled ``DataFrame -> DataFrame`` function, base64) is applied to the child's
+    columns, and its rows find their input rows by the ``keys`` columns, which both
+    hold: the parent row (``one_to_one``, ``one_to_many``) or the group (``many_to_one``,
+    ``many_to_many``, whose rows gain ``slot``, the group key's hash)."""
+
+    op: ClassVar[str] = "declared"
+    _CHILDREN: ClassVar[tuple[str, ...]] = ("child",)
+    child: Node
+    names: tuple[str, ...]
+    fn: str
+    kind: str
+    keys: tuple[str, ...]
+    slot: str
+
+
+@dataclass(frozen=True)
 class Pass(Node):
     """A node that changes nothing a replay needs (an alias, a hint)."""
 
@@ -285,7 +303,7 @@ class Pass(Node):
 
 _NODES: dict[str, type[Node]] = {cls.op: cls for cls in (
     Project, Filter, Aggregate, Distinct, Dedup, Join, Generate, Sort, Limit, Offset, Union,
-    Repartition, RepartitionBy, Window, Udfs, Fit, Transform, Pass)}
+    Repartition, RepartitionBy, Window, Udfs, Fit, Transform, Declared, Pass)}
 
 
 def walk(node: Node) -> list[Node]:
