@@ -19,7 +19,6 @@ input column is refused, as the row could no longer pass through.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -193,5 +192,4 @@ def _training_op(recorder: Any, fitted: FittedModel) -> int:
 
 
 def _folder_of(recorder: Any, op_id: int) -> str:
-    root = recorder.root if "://" in recorder.root else os.path.abspath(recorder.root)
-    return f"{root}/models/{recorder.run_id}/op{op_id}"
+    return f"{recorder.store_root}/models/{recorder.run_id}/op{op_id}"

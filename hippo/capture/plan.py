@@ -429,6 +429,13 @@ class _Walker:
         self.influencing |= self._map(refs, self._refs(cond))
         return ids, refs, S.Filter(spec, self._out_names(node), self._later(cond, names))
 
+    def _node_Sample(self, node: JavaObject):
+        # Which rows a sample keeps depends on how they are split into tasks: the step is
+        # recorded with its output materialized (an explicit encoding), never recomputed.
+        ids, refs, spec, _ = self._child(node)
+        self.deterministic = False
+        return ids, refs, S.Pass(spec, self._out_names(node))
+
     def _node_Aggregate(self, node: JavaObject):
         _, refs, spec, names = self._child(node)
         groups = _seq(node.groupingExpressions())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,10 +37,11 @@ from hippo.recorded.ids import (
     derived_id,
     is_hidden,
     pos_index,
+    positional,
     quoted,
 )
 from hippo.recorded.rebuild import build_step
-from hippo.recorded.spec import Node, rendered
+from hippo.recorded.spec import Explicit, Input, Node, rendered
 from hippo.recorded.state import (
     Cell,
     FrameSlot,
@@ -98,6 +100,18 @@ def _check_rebuild(step: str, where: str, spec: Node, inputs: list[DataFrame],
     if got != expected:
         raise UnsupportedStepError(f"`{step}` at {where} could not be recorded exactly: its "
                                    f"replay gives {got}, the run {expected}")
+
+
+# Plan nodes of a step that maps each input row to at most one output row of the same id.
+_ROW_BY_ROW = {"Project", "Filter", "Sample", "Sort", "SubqueryAlias", "ResolvedHint",
+               "Repartition", "RepartitionByExpression"}
+
+
+def _id_carried(analysis: StepAnalysis, inputs: list[DataFrame], new: DataFrame) -> bool:
+    """Whether ``new``'s row id is its input row's, unchanged."""
+    if len(inputs) != 1 or ID not in new.columns or ID not in inputs[0].columns:
+        return False
+    return analysis.copies[new.columns.index(ID)] == (0, inputs[0].columns.index(ID))
 
 
 def _carried_copies(analysis: StepAnalysis, states: list[LineageState],
@@ -165,6 +179,14 @@ class Recorder:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hippo-run")
         self._checks: list[Future] = []
         self._specs: dict[int, Future] = {}
+
+    @property
+    def store_root(self) -> str:
+        """The store's folder as an absolute path (or URI): recorded paths under it must
+        resolve from any working directory."""
+        import os
+
+        return self.root if "://" in self.root else os.path.abspath(self.root)
 
     # -- used by Run and TrackedDataFrame ------------------------------------------------
     def new_slot(self) -> str:
@@ -258,6 +280,11 @@ class Recorder:
                 f"`{step}` at {code_location()} could not be recorded: {first_line(err)}"
             ) from err
         where = code_location()
+        materialized = False
+        if not analysis.deterministic and set(analysis.kinds) <= _ROW_BY_ROW \
+                and _id_carried(analysis, in_dfs, new):
+            new, analysis = self._materialized(new, analysis)
+            materialized = True
         self._checks.append(self._pool.submit(
             _check_rebuild, step, where, analysis.spec, in_dfs, new.schema.simpleString()))
         out_cols = new.columns
@@ -272,7 +299,8 @@ class Recorder:
         mapping = lineage.columns
         if window_slots:  # within the row; each frame's rows are added below
             mapping = own_mapping(analysis, in_cols, out_cols, is_hidden)
-        exact = all(s.replay_exact for s in states) and replay_exact and analysis.deterministic
+        exact = all(s.replay_exact for s in states) and replay_exact and (
+            analysis.deterministic or materialized)
         op_id = self.next_op
         if new_slots:  # an aggregate or distinct: a key slot replaces the input's slots
             slot = new_slots[0]
@@ -352,6 +380,17 @@ class Recorder:
             slot: content_hash([quoted(n) for n in names], "key") if frame.kind == "whole"
             else F.col(ID) for frame, slot in slots.items()})
         return remake(keyed), slots
+
+    def _materialized(self, new: DataFrame, analysis: StepAnalysis
+                      ) -> tuple[DataFrame, StepAnalysis]:
+        """``new`` written into the store and read back (explicit encoding): its rows and
+        values are the ones every later step, query and replay sees."""
+        path = f"{self.store_root}/explicit/{self.run_id}/op{self.next_op}"
+        names = new.columns
+        positional(new).write.format("delta").save(path)
+        spec = Explicit(Input(0), tuple(names), path)
+        read = new.sparkSession.read.format("delta").load(path).toDF(*names)
+        return read, replace(analysis, spec=spec)
 
     # -- end ------------------------------------------------------------------------------
     def finish(self) -> tuple[list[dict[str, Any]], BaseException | None]:

@@ -204,6 +204,16 @@ class TrackedDataFrame:
     def alias(self, name: str) -> TrackedDataFrame:
         return self._derive(self._df.alias(name), "alias")
 
+    def sample(self, *args: Any, **kwargs: Any) -> TrackedDataFrame:
+        """pyspark's ``sample``: the rows it keeps are recorded (explicit encoding), as
+        recomputing it may keep others."""
+        return self._derive(self._df.sample(*args, **kwargs), "sample")
+
+    def randomSplit(self, weights: list[float], seed: int | None = None  # noqa: N802
+                    ) -> list[TrackedDataFrame]:
+        """pyspark's ``randomSplit``: each split a recorded sample of the rows."""
+        return [self._derive(part, "randomSplit") for part in self._df.randomSplit(weights, seed)]
+
     def limit(self, n: int) -> TrackedDataFrame:
         return self._derive(self._df.limit(n), "limit", replay_exact=False)
 

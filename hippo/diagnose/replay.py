@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from hippo.errors import ReplayError
 from hippo.query.backward import backward
 from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
+from hippo.recorded import spec as S
 from hippo.recorded.ids import ID, is_hidden, quoted
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
@@ -40,7 +41,7 @@ def check_replayable(run: RecordedRun, sink: Step) -> None:
     """Raise ReplayError if the sink depends on a step with nondeterministic expressions."""
     for n in run.upstream(sink.op_id):
         step = run.steps[n]
-        if not step.deterministic:
+        if not step.deterministic and not isinstance(step.spec, S.Explicit):
             raise ReplayError(
                 f"sink `{sink.sink.name}` of run `{run.run_id}` cannot be replayed exactly: "
                 f"it depends on `{step.step}` at {step.code_location}, whose expressions are "

@@ -72,6 +72,13 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
         return inputs[node.input]
     if isinstance(node, S.Fit):
         return build_step(node.child, inputs, every_row, refit)
+    if isinstance(node, S.Explicit):
+        from hippo.recorded.ids import ID
+
+        child = build_step(node.child, inputs, every_row, refit)
+        rows = child.sparkSession.read.format("delta").load(node.path).toDF(*node.names)
+        return rows.join(child.select(F.col(ID).alias("__hippo_kept")).distinct(),
+                         F.col(ID) == F.col("__hippo_kept"), "left_semi")
     if isinstance(node, S.Declared):
         child = build_step(node.child, inputs, every_row, refit)
         return declared_rows(child, unpickled(node.fn)(_user(child)), node.kind, node.keys,

@@ -25,7 +25,7 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Window", "Udfs", "Fit", "Transform", "Declared", "Pass", "spec_from_json", "rendered", "check_format", "walk",
+    "Window", "Udfs", "Fit", "Transform", "Declared", "Explicit", "Pass", "spec_from_json", "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
@@ -292,6 +292,20 @@ class Declared(Node):
 
 
 @dataclass(frozen=True)
+class Explicit(Node):
+    """A step whose output the run materialized (``path``, a Delta table of its rows by
+    positional name, hidden columns included) because recomputing it would not give the
+    same rows or values (a sample, ``rand``): rebuilt as those rows whose ids the child
+    still holds."""
+
+    op: ClassVar[str] = "explicit"
+    _CHILDREN: ClassVar[tuple[str, ...]] = ("child",)
+    child: Node
+    names: tuple[str, ...]
+    path: str
+
+
+@dataclass(frozen=True)
 class Pass(Node):
     """A node that changes nothing a replay needs (an alias, a hint)."""
 
@@ -303,7 +317,7 @@ class Pass(Node):
 
 _NODES: dict[str, type[Node]] = {cls.op: cls for cls in (
     Project, Filter, Aggregate, Distinct, Dedup, Join, Generate, Sort, Limit, Offset, Union,
-    Repartition, RepartitionBy, Window, Udfs, Fit, Transform, Declared, Pass)}
+    Repartition, RepartitionBy, Window, Udfs, Fit, Transform, Declared, Explicit, Pass)}
 
 
 def walk(node: Node) -> list[Node]:
