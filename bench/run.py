@@ -70,10 +70,12 @@ def prepare(spark: Any, sf: float, data: Path, work: Path, wls: list[Workload],
             sampler: MemorySampler) -> Context:
     with sampler.phase(f"data sf{sf:g}"):
         t0 = time.perf_counter()
-        tpch = tpch_data.load_delta(spark, sf, data)
-        paths = {wl.name: tpch for wl in wls if wl.name != "flights"}
-        if any(wl.name == "flights" for wl in wls):
-            paths["flights"] = workloads.load_flights(spark, data / "nycflights13")
+        tpch = tpch_data.load_delta(spark, sf, data) if any(
+            wl.name not in ("flights", "ml") for wl in wls) else {}
+        paths = {wl.name: tpch for wl in wls if wl.name not in ("flights", "ml")}
+        for name in ("flights", "ml"):
+            if any(wl.name == name for wl in wls):
+                paths[name] = workloads.load_flights(spark, data / "nycflights13")
         _log(f"data for SF {sf:g} ready in {time.perf_counter() - t0:.1f} s")
     return Context(spark, sf, work / f"sf{sf:g}", paths, sampler)
 
@@ -266,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-sf", type=float, default=0.1, help="scale of storage")
     parser.add_argument("--figures", default=",".join(FIGURES),
                         help=f"comma-separated, of {', '.join(FIGURES)}")
-    parser.add_argument("--workloads", default="q1,q3,q5,q10,q18,flights")
+    parser.add_argument("--workloads", default="q1,q3,q5,q10,q18,flights",
+                        help="of q1, q3, q5, q10, q18, flights, ml (ml: overhead only)")
     parser.add_argument("--latency-workloads", default=None,
                         help="workloads of the latency figure (default: --workloads)")
     parser.add_argument("--pairs", type=int, default=5)
@@ -285,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown figure(s) {sorted(unknown)}; known: {', '.join(FIGURES)}")
     every = {wl.name: wl for wl in
-             workloads.tpch_workloads(args.q18_quantity) + [workloads.flights_workload()]}
+             workloads.tpch_workloads(args.q18_quantity)
+             + [workloads.flights_workload(), workloads.ml_workload()]}
     chosen = [every[n] for n in args.workloads.split(",")]
     for_latency = chosen if args.latency_workloads is None else [
         every[n] for n in args.latency_workloads.split(",")]

@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:  # jobs/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 __all__ = [
-    "Workload", "tpch_workloads", "flights_workload", "FLIGHTS_LINEAGE", "load_flights",
+    "Workload", "tpch_workloads", "flights_workload", "ml_workload", "FLIGHTS_LINEAGE", "load_flights",
     "run_untracked", "run_tracked", "TrackedTiming", "row_predicate",
 ]
 
@@ -105,6 +105,53 @@ def flights_workload() -> Workload:
     return Workload("flights", FLIGHTS_TABLES, build,
                     {"training_set": "dep_delay", "carrier_stats": "late_rate"},
                     "flights", "dep_delay", FLIGHTS_LINEAGE)
+
+
+# The ML workload's numeric features (nulls, from the left joins, filled with 0).
+ML_FEATURES = ("dep_delay", "distance", "hour", "plane_age", "seats", "temp", "wind_speed",
+               "visib")
+
+
+def _fit(estimator: Any, df: Any) -> Any:
+    from hippo.capture.models import fit
+    from hippo.capture.tracked import TrackedDataFrame
+
+    return fit(df.recorder, estimator, df) if isinstance(df, TrackedDataFrame) \
+        else estimator.fit(df)
+
+
+def _transform(df: Any, model: Any) -> Any:
+    from hippo.capture.tracked import TrackedDataFrame
+
+    return df.transform(model) if isinstance(df, TrackedDataFrame) else model.transform(df)
+
+
+def ml_workload() -> Workload:
+    """The demo's feature pipeline, then a StringIndexer + VectorAssembler +
+    LogisticRegression trained on January-September and scoring October-December.
+    Overhead figure only (its lineage is not declared by hand for the storage one)."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
+    from pyspark.sql import functions as F
+
+    from jobs.flights_demo import features
+
+    def build(t: Mapping[str, Any]) -> dict[str, Any]:
+        training, _ = features(*(t[n] for n in FLIGHTS_TABLES))
+        filled = training.fillna(0, subset=list(ML_FEATURES))
+        model = _fit(Pipeline(stages=[
+            StringIndexer(inputCol="carrier", outputCol="carrier_i", handleInvalid="keep"),
+            VectorAssembler(inputCols=["carrier_i", *ML_FEATURES], outputCol="features"),
+            LogisticRegression(maxIter=10, labelCol="late")]),
+            filled.filter(F.col("month") <= 9))
+        scores = _transform(filled.filter(F.col("month") >= 10), model).select(
+            "year", "month", "day", "carrier", "flight", "tailnum", "origin", "prediction")
+        return {"training_set": training, "scores": scores}
+
+    return Workload("ml", FLIGHTS_TABLES, build,
+                    {"training_set": "dep_delay", "scores": "prediction"},
+                    "flights", "dep_delay", ())
 
 
 def load_flights(spark: SparkSession, data_dir: str | Path, days: int | None = None) -> dict[str, str]:

@@ -32,7 +32,6 @@ from hippo.recorded.state import KeySlot, LineageState
 from hippo.recorded.steps import Step
 
 if TYPE_CHECKING:
-    from hippo.capture.run import Run
     from hippo.capture.tracked import TrackedDataFrame
 
 __all__ = ["FittedModel", "fit", "transform"]
@@ -83,8 +82,9 @@ def _saved(stage: Any, path: str, what: str) -> str:
     return path
 
 
-def fit(run: Run, estimator: Any, data: TrackedDataFrame) -> Any:
-    """``estimator.fit`` on ``data``'s rows, recorded; a Pipeline stage by stage."""
+def fit(recorder: Any, estimator: Any, data: TrackedDataFrame) -> Any:
+    """``estimator.fit`` on ``data``'s rows, recorded into ``recorder``'s run; a Pipeline
+    stage by stage."""
     from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
 
     if isinstance(estimator, Pipeline):
@@ -93,7 +93,7 @@ def fit(run: Run, estimator: Any, data: TrackedDataFrame) -> Any:
         current = data
         for i, stage in enumerate(stages):
             if isinstance(stage, Estimator):
-                stage = fit(run, stage, current)
+                stage = fit(recorder, stage, current)
             elif not isinstance(stage, Transformer):
                 raise HippoError(f"pipeline stage {i} ({_class_name(stage)}) is neither an "
                                  "Estimator nor a Transformer")
@@ -104,7 +104,6 @@ def fit(run: Run, estimator: Any, data: TrackedDataFrame) -> Any:
     if not isinstance(estimator, Estimator):
         raise HippoError(f"run.fit needs a pyspark.ml Estimator or Pipeline, got "
                          f"{type(estimator).__name__}")
-    recorder = run._recorder
     recorder.check_open()
     model = estimator.fit(data.df)
     op_id = recorder.next_op

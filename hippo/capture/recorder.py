@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import replace
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

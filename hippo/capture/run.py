@@ -136,7 +136,7 @@ class Run:
         saved into the store. Apply it with ``data.transform(model)``."""
         from hippo.capture.models import fit
 
-        return fit(self, estimator, check_tracked(self._recorder, data, "run.fit"))
+        return fit(self._recorder, estimator, check_tracked(self._recorder, data, "run.fit"))
 
     def sink(self, name: str, data: TrackedDataFrame, path: str, mode: str = "overwrite") -> None:
         """Write ``data`` as a Delta table at ``path`` and record which rows were written.

@@ -88,8 +88,8 @@ def _slot_refs(state: LineageState, slot: str,
 class _Reach:
     """The ids each slot holds that the chosen source rows reach, each slot resolved
     once per query (rows of a window step carry every earlier window's slots again, so
-    a chain of k windows would otherwise resolve 2^k times); a key, match or frame
-    slot's ids are computed once, so later plans read them instead of nesting theirs."""
+    a chain of k windows would otherwise resolve 2^k times); a window's slot's ids are
+    computed once, so later plans read them instead of nesting theirs."""
 
     def __init__(self, slots: Slots, source_op: int, chosen: DataFrame,
                  columns: frozenset[str] | None, values: dict[str, list[Any]] | None) -> None:
@@ -102,8 +102,9 @@ class _Reach:
         key = (slot, refs)
         if key not in self.memo:
             found = self._reach(origin, refs)
-            if found is not None and origin.kind != "source":
-                found = found.localCheckpoint(eager=True)
+            if found is not None and origin.kind in ("key", "frame") \
+                    and "Window" in self.slots.run.steps[origin.op].kinds:
+                found = found.localCheckpoint(eager=True)  # windows chain: cut the plan
             self.memo[key] = found
         return self.memo[key]
 

@@ -163,7 +163,9 @@ class OrderedFn:
         if self.kind == "rank":
             return len(before) + 1, before + [ordered[i]]
         if self.kind == "dense_rank":
-            return len({key_of(r) for r in before}) + 1, before + [ordered[i]]
+            keys = [key_of(r) for r in before]  # in order: count the changes
+            distinct = sum(1 for j, k in enumerate(keys) if j == 0 or k != keys[j - 1])
+            return distinct + 1, before + [ordered[i]]
         if self.kind == "percent_rank":
             return (0.0 if n == 1 else len(before) / (n - 1)), ordered
         if self.kind == "cume_dist":

@@ -376,9 +376,23 @@ def step_ordered_window(ctx: Context, pipe: Pipe) -> Pipe | None:
                 {**pipe.types, name: kind})
 
 
+def step_nondeterministic(ctx: Context, pipe: Pipe) -> Pipe | None:
+    """A step Spark's plan calls nondeterministic, whose result the oracle still knows:
+    ``sample(fraction=1.0)`` keeps every row, and ``when(rand() >= 0, c)`` is ``c``.
+    hippo records both with an explicit encoding (their output copied into the store)."""
+    how = ctx.draw(st.sampled_from(["sample", "rand"]), "nondeterministic step")
+    if how == "sample":
+        return replace(pipe, tracked=pipe.tracked.sample(fraction=1.0, seed=7))
+    c = ctx.draw(st.sampled_from(list(pipe.frame.columns)), "rand-guarded column")
+    name = ctx.name("r")
+    tracked = pipe.tracked.withColumn(name, F.when(F.rand(3) >= 0, F.col(c)))
+    return Pipe(tracked, pipe.frame.with_column(name, col(c)), {**pipe.types, name: pipe.types[c]},
+                pipe.limited)
+
+
 STEPS = [step_filter, step_with_column, step_select, step_explode, step_aggregate,
          step_distinct, step_join, step_union, step_order_limit, step_repartition,
-         step_window, step_ordered_window]
+         step_window, step_ordered_window, step_nondeterministic]
 
 
 def _source_rows(name: str) -> st.SearchStrategy:
