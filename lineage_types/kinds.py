@@ -260,11 +260,11 @@ def compose(first: LineageType, second: LineageType) -> LineageType:
     >>> both.kind, both.encoding
     ('many_to_many', Key(keys=('k',)))
     """
-    if first.columns is None or second.columns is None:
-        raise LineageTypeError("a declaration without a column mapping does not compose")
     for name, arg in (("first", first), ("second", second)):
         if not isinstance(arg, LineageType):
             raise LineageTypeError(f"`{name}` must be a LineageType, got {arg!r}")
+    if first.columns is None or second.columns is None:
+        raise LineageTypeError("a declaration without a column mapping does not compose")
     columns = first.columns.then(second.columns)
     encoding = Chain.of((first.encoding, second.encoding))
     if isinstance(first, Identity) and isinstance(second, Identity):

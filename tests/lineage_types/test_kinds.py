@@ -311,3 +311,20 @@ def test_identity_is_neutral_on_both_sides(chain: tuple[int, list[PlainStep]]) -
     step = compose_path(to_types(0, steps))
     read = step.columns.influencing.union(*step.columns.contributing.values())
     assert compose(Identity.of(sorted({ref.column for ref in read})), step) == step
+
+
+def test_a_declaration_by_key_has_a_key_encoding_and_no_column_mapping_yet():
+    declared = OneToOne(key="id")
+    assert declared.encoding == Key(("id",)) and declared.declared
+    assert ManyToOne(key=["carrier", "origin"]).encoding == Key(("carrier", "origin"))
+    full = declared.with_columns(ColumnMapping.identity(["id"]))
+    assert not full.declared and full.encoding == Key(("id",))
+    assert OneToOne.from_json(full.to_json()) == full
+    with pytest.raises(LineageTypeError, match="no column mapping"):
+        declared.to_json()
+    with pytest.raises(LineageTypeError, match="does not compose"):
+        declared.then(full)
+    with pytest.raises(LineageTypeError, match="not both"):
+        OneToOne(encoding=Passthrough(), key="id")
+    with pytest.raises(LineageTypeError, match="columns must be a ColumnMapping"):
+        OneToOne()
