@@ -18,7 +18,17 @@ from pyspark.sql import functions as F
 
 from hippo.errors import HippoError
 from hippo.recorded import spec as S
-from hippo.recorded.ids import LEFT, RIGHT, pos_name, positional
+from hippo.recorded.ids import (
+    ID,
+    LEFT,
+    RIGHT,
+    content_hash,
+    derived_id,
+    is_hidden,
+    pos_name,
+    positional,
+    quoted,
+)
 from hippo.session import session_conf
 
 __all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]
@@ -73,8 +83,6 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
     if isinstance(node, S.Fit):
         return build_step(node.child, inputs, every_row, refit)
     if isinstance(node, S.Explicit):
-        from hippo.recorded.ids import ID
-
         child = build_step(node.child, inputs, every_row, refit)
         rows = child.sparkSession.read.format("delta").load(node.path).toDF(*node.names)
         return rows.join(child.select(F.col(ID).alias("__hippo_kept")).distinct(),
@@ -127,8 +135,6 @@ def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
 
 
 def _user(df: DataFrame) -> DataFrame:
-    from hippo.recorded.ids import is_hidden, quoted
-
     return df.select(*[F.col(quoted(c)) for c in df.columns if not is_hidden(c)])
 
 
@@ -155,8 +161,6 @@ def declared_rows(child: DataFrame, out: DataFrame, kind: str, keys: Sequence[st
     """The rows ``out`` of a declared step over ``child``, with hippo's hidden columns:
     each row joined to its parent by ``keys`` (its id and slots; a row of a one-to-many
     step gets an id of its own), or given its group's key slot."""
-    from hippo.recorded.ids import ID, content_hash, derived_id, is_hidden, quoted
-
     values = [F.col(quoted(c)) for c in out.columns]
     if kind in ("many_to_one", "many_to_many"):
         grouped = out.withColumn(slot, content_hash([quoted(k) for k in keys], "key"))
@@ -179,7 +183,7 @@ def ml_class(name: str) -> Any:
     import importlib
 
     module, _, cls = name.rpartition(".")
-    if not module.startswith("pyspark.ml"):
+    if module != "pyspark.ml" and not module.startswith("pyspark.ml."):
         raise HippoError(f"model class `{name}` is not a pyspark.ml class; hippo loads "
                          "only those")
     return getattr(importlib.import_module(module), cls)
@@ -187,13 +191,11 @@ def ml_class(name: str) -> Any:
 
 def _transformed(node: S.Transform, child: DataFrame, inputs: list[DataFrame],
                  refit: bool) -> DataFrame:
-    from hippo.recorded.ids import content_hash, is_hidden
-
     if node.fitted and refit:
         training = inputs[1]
         user = [c for c in training.columns if not is_hidden(c)]
         model = ml_class(node.estimator_class).load(node.estimator).fit(
-            training.select(*[F.col(f"`{c}`") for c in user]))
+            training.select(*[F.col(quoted(c)) for c in user]))
     else:
         model = ml_class(node.model_class).load(node.model)
     if node.slot:
