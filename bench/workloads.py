@@ -39,7 +39,8 @@ if str(ROOT) not in sys.path:  # jobs/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 __all__ = [
-    "Workload", "tpch_workloads", "flights_workload", "ml_workload", "FLIGHTS_LINEAGE", "load_flights",
+    "Workload", "tpch_workloads", "flights_workload", "ml_workload", "FLIGHTS_LINEAGE",
+    "load_flights",
     "run_untracked", "run_tracked", "TrackedTiming", "row_predicate",
 ]
 

@@ -105,6 +105,10 @@ def fit(recorder: Any, estimator: Any, data: TrackedDataFrame) -> Any:
         raise HippoError(f"run.fit needs a pyspark.ml Estimator or Pipeline, got "
                          f"{type(estimator).__name__}")
     recorder.check_open()
+    if not data.lineage_state.replay_exact:
+        recorder.refuse(f"`fit` at {code_location()} trains on rows chosen by an earlier "
+                        "limit, dropDuplicates or nondeterministic step; lineage through "
+                        "its model would not be exact")
     model = estimator.fit(data.df)
     op_id = recorder.next_op
     folder = _folder_of(recorder, op_id)

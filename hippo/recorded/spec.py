@@ -25,7 +25,8 @@ from hippo.errors import StoreFormatError
 __all__ = [
     "FORMAT", "Node", "Input", "Project", "Filter", "Aggregate", "Distinct", "Dedup",
     "Join", "Generate", "Sort", "Limit", "Offset", "Union", "Repartition", "RepartitionBy",
-    "Window", "Udfs", "Fit", "Transform", "Declared", "Explicit", "Pass", "spec_from_json", "rendered", "check_format", "walk",
+    "Window", "Udfs", "Fit", "Transform", "Declared", "Explicit", "Pass", "spec_from_json",
+    "rendered", "check_format", "walk",
 ]
 
 # Version of every JSON document a run row holds (specs, lineage states, details).
