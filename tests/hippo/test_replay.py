@@ -135,12 +135,18 @@ def test_replay_refuses_what_it_cannot_recompute_and_names_it(spark, store, tmp_
     df = spark.createDataFrame([(1, "a"), (2, "a"), (3, "b")], "id int, g string")
     with store.run("nondet") as run:
         src = run.source("src", df)
-        run.sink("noisy", src.withColumn("r", F.rand(7)), str(tmp_path / "d"))
+        # A random value per row is copied into the store (explicit) and replays; one
+        # inside an explode is not, and cannot be computed again.
+        run.sink("drawn", src.withColumn("r", F.rand(7)), str(tmp_path / "r"))
+        run.sink("noisy", src.select("id", F.explode(F.array(F.rand(7), F.lit(1.0))).alias("r")),
+                 str(tmp_path / "d"))
         run.sink("fine", src.filter("id > 1"), str(tmp_path / "f"))
-    with pytest.raises(ReplayError, match=r"sink `noisy` .* depends on `withColumn` "
+    with pytest.raises(ReplayError, match=r"sink `noisy` .* depends on `select` "
                                           r"at .*test_replay.py:\d+, whose expressions are "
                                           "nondeterministic"):
         store.replay(run.run_id)
+    drawn = spark.read.format("delta").load(str(tmp_path / "r"))
+    assert _multiset(store.replay(run.run_id, sinks=["drawn"])["drawn"]) == _multiset(drawn)
     assert _multiset(store.replay(run.run_id, sinks=["fine"])["fine"]) == Counter(
         {(2, "a"): 1, (3, "b"): 1})
     with pytest.raises(UnknownRunError, match=r"unknown run `nope`.*" + run.run_id):
