@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -184,8 +185,6 @@ class Recorder:
     def store_root(self) -> str:
         """The store's folder as an absolute path (or URI): recorded paths under it must
         resolve from any working directory."""
-        import os
-
         return self.root if "://" in self.root else os.path.abspath(self.root)
 
     # -- used by Run and TrackedDataFrame ------------------------------------------------

@@ -161,12 +161,10 @@ class Slots:
         by = ", ".join(f"{sql} {'ASC' if asc else 'DESC'} NULLS {'FIRST' if first else 'LAST'}"
                        for sql, asc, first in origin.order)
         lo, hi = F.lit(1), F.lit(None).cast("int")  # whole: every row of the partition
-        if whole:
-            pass
-        elif origin.span == "before":  # the rows before its first peer, and itself
+        if not whole and origin.span == "before":  # rows before its peers, and itself
             hi = F.expr(f"min({_POS}) OVER (PARTITION BY {_PART} ORDER BY {by} "
                         "RANGE BETWEEN CURRENT ROW AND CURRENT ROW)") - 1
-        else:  # a frame is a run of consecutive rows in the order: its first and last
+        elif not whole:  # a frame is a run of consecutive rows in the order: first, last
             if origin.rows:
                 by += f", {idc} ASC NULLS FIRST"
             over = f"OVER (PARTITION BY {_PART} ORDER BY {by} {origin.sql})"
