@@ -137,6 +137,8 @@ def _quote(name: str) -> str:
 
 
 _SUBQUERIES = {"ScalarSubquery", "ListQuery", "Exists", "InSubquery", "LateralSubquery"}
+# Aggregate functions whose IGNORE NULLS flag Spark's SQL rendering drops.
+_IGNORING_NULLS = {"First", "Last", "AnyValue"}
 _OTHER_UDFS = {"ScalaUDF", "ScalaUDAF", "ScalaAggregator", "PythonUDAF", "PythonUDTF",
                "HiveSimpleUDF", "HiveGenericUDF", "HiveUDAFFunction", "HiveGenericUDTF"}
 # Python UDF eval types a spec can record: plain (batched), Arrow-batched, scalar pandas.
@@ -222,6 +224,10 @@ class _Walker:
         if cls in _OTHER_UDFS:
             raise UnsupportedStepError(f"`{expr.sql()}` ({cls}) is not supported; Python UDFs "
                                        "and scalar pandas UDFs are")
+        if cls == "AggregateExpression":
+            fn = expr.aggregateFunction()
+            if _cls(fn) in _IGNORING_NULLS and fn.ignoreNulls():
+                return self._ignoring_nulls(expr, fn, names)
         children = _seq(expr.children())
         if cls == "PythonUDF":  # renamed to the name its recorded function gets
             name = self._udf(expr)
@@ -231,6 +237,18 @@ class _Walker:
         if not children:
             return expr
         return expr.withNewChildren(self._to_seq([self._rename(c, names) for c in children]))
+
+    def _ignoring_nulls(self, agg: JavaObject, fn: JavaObject,
+                        names: dict[int, str]) -> JavaObject:
+        """first / last / any_value IGNORE NULLS: Spark's SQL for them drops the flag
+        (``first(x)``), so the expression is rendered as text that keeps it
+        (``first(x, true)``)."""
+        distinct = "DISTINCT " if agg.isDistinct() else ""
+        text = f"{fn.prettyName()}({distinct}{self._rename(fn.child(), names).sql()}, true)"
+        if agg.filter().isDefined():
+            text += f" FILTER (WHERE {self._rename(agg.filter().get(), names).sql()})"
+        return self._jvm.org.apache.spark.sql.catalyst.expressions.PrettyAttribute(
+            text, agg.dataType())
 
     def _udf(self, expr: JavaObject) -> str:
         """The name a Python UDF is recorded under (``__hippo_udf_<hash of its pickled

@@ -131,6 +131,29 @@ def test_a_run_recorded_by_older_code_replays_as_recorded(spark, store, tmp_path
     assert _multiset(store.replay(old.run_id, where="k = 3")["out"]) == Counter({(3, 30, 60): 1})
 
 
+def test_first_and_last_ignoring_nulls_replay_as_they_ran(spark, store, tmp_path):
+    # Spark's SQL for first/last/any_value drops IGNORE NULLS; a recorded step keeps it.
+    from pyspark.sql import Window
+
+    path = str(tmp_path / "src")
+    spark.createDataFrame([(1, None, 1), (1, 5, 2), (2, 7, 1), (2, None, 2), (3, None, 1)],
+                          "k int, v int, o int").write.format("delta").save(path)
+    with store.run("ignoring_nulls") as run:
+        src = run.source("src", path)
+        run.sink("agg", src.groupBy("k").agg(F.first("v", True).alias("f"),
+                                             F.last("v", True).alias("l"),
+                                             F.any_value("v", True).alias("a")),
+                 str(tmp_path / "agg"))
+        w = Window.partitionBy("k").orderBy("o")
+        run.sink("win", src.withColumn("f", F.first("v", True).over(w)), str(tmp_path / "win"))
+    replayed = store.replay(run.run_id)
+    assert _multiset(replayed["agg"]) == Counter(
+        {(1, 5, 5, 5): 1, (2, 7, 7, 7): 1, (3, None, None, None): 1})
+    assert _multiset(replayed["win"]) == _multiset(
+        spark.read.format("delta").load(str(tmp_path / "win")))
+    assert Counter(r.f for r in replayed["win"].collect()) == Counter({None: 2, 5: 1, 7: 2})
+
+
 def test_replay_refuses_what_it_cannot_recompute_and_names_it(spark, store, tmp_path):
     df = spark.createDataFrame([(1, "a"), (2, "a"), (3, "b")], "id int, g string")
     with store.run("nondet") as run:
