@@ -44,6 +44,7 @@ from hippo.recorded.ids import (
 from hippo.recorded.rebuild import build_step
 from hippo.recorded.spec import Explicit, Input, Node, rendered
 from hippo.recorded.state import (
+    MADE_BY_ROW,
     Cell,
     FrameSlot,
     KeySlot,
@@ -106,6 +107,20 @@ def _check_rebuild(step: str, where: str, spec: Node, inputs: list[DataFrame],
 # Plan nodes of a step that maps each input row to at most one output row of the same id.
 _ROW_BY_ROW = {"Project", "Filter", "Sample", "Sort", "SubqueryAlias", "ResolvedHint",
                "Repartition", "RepartitionByExpression"}
+
+
+def _made_in_frames(analysis: StepAnalysis, out_cols: list[str],
+                    contrib: tuple[frozenset[Cell], ...], state: LineageState,
+                    window_slots: dict[WindowFrame, str]) -> tuple[frozenset[Cell], ...]:
+    """A window column that reads no column (row_number, ntile, count(*) over a frame)
+    is made by its own row and its frame's rows, not by the step's other frames."""
+    out = list(contrib)
+    for p, u in user_positions(out_cols, is_hidden).items():
+        frames = analysis.framed[p] if p < len(analysis.framed) else {}
+        if not out[u] and frames:
+            out[u] = frozenset({(s, MADE_BY_ROW) for s in state.slots}
+                               | {(window_slots[f], MADE_BY_ROW) for f in frames})
+    return tuple(out)
 
 
 def _id_carried(analysis: StepAnalysis, inputs: list[DataFrame], new: DataFrame) -> bool:
@@ -344,6 +359,7 @@ class Recorder:
                         analysis, in_cols, out_cols, is_hidden, frame), slot)
                     contrib = tuple(c | f for c, f in zip(contrib, framed, strict=True))
                     influence |= keys_read
+                contrib = _made_in_frames(analysis, out_cols, contrib, states[0], window_slots)
             if match is not None:
                 slots[match["slot"]] = MatchSlot(op_id, inputs[0].op_id, inputs[1].op_id,
                                                  dict(match["renames"]))

@@ -359,6 +359,31 @@ class TrackedDataFrame:
 
     groupby = groupBy
 
+    def cube(self, *cols: Any) -> TrackedGroupedData:
+        """pyspark's ``cube``: ``agg`` is tracked as one aggregate per grouping set,
+        unioned (:mod:`hippo.capture.reshape`)."""
+        return TrackedGroupedData(self, _flatten(cols), sets=("cube", None))
+
+    def rollup(self, *cols: Any) -> TrackedGroupedData:
+        """pyspark's ``rollup``, tracked as ``cube`` is."""
+        return TrackedGroupedData(self, _flatten(cols), sets=("rollup", None))
+
+    def groupingSets(self, groupingSets: Any, *cols: Any  # noqa: N802, N803
+                     ) -> TrackedGroupedData:
+        """pyspark's ``groupingSets``, tracked as ``cube`` is."""
+        return TrackedGroupedData(self, _flatten(cols),
+                                  sets=("groupingSets", [list(s) for s in groupingSets]))
+
+    def unpivot(self, ids: Any, values: Any, variableColumnName: str,  # noqa: N803
+                valueColumnName: str) -> TrackedDataFrame:  # noqa: N803
+        """pyspark's ``unpivot``: one projection per value column, unioned
+        (:mod:`hippo.capture.reshape`); each value cell comes from its own column."""
+        from hippo.capture.reshape import unpivot
+
+        return unpivot(self, ids, values, variableColumnName, valueColumnName)
+
+    melt = unpivot
+
     def agg(self, *exprs: Any) -> TrackedDataFrame:
         return self.groupBy().agg(*exprs)
 
@@ -454,19 +479,43 @@ class TrackedNaFunctions:
 class TrackedGroupedData:
     """``TrackedDataFrame.groupBy(...)``: aggregations that record key-encoded lineage."""
 
-    def __init__(self, parent: TrackedDataFrame, keys: list[Any]) -> None:
+    def __init__(self, parent: TrackedDataFrame, keys: list[Any],
+                 sets: tuple[str, Any] | None = None,
+                 pivot: tuple[str, list[Any] | None] | None = None) -> None:
         self._parent = parent
         self._keys = keys
+        self._sets = sets  # ("cube" | "rollup" | "groupingSets", the sets given)
+        self._pivot = pivot  # (pivot column, its values or None)
 
     def agg(self, *exprs: Any) -> TrackedDataFrame:
+        from hippo.capture import reshape
+
+        cols = reshape.agg_exprs(exprs)
+        if self._sets is not None:
+            return reshape.grouping_sets(self, cols)
+        if self._pivot is not None:
+            return reshape.pivot_agg(self, *self._pivot, cols)
+        keys = self._keys
+        return self._agg(lambda df: df.groupBy(*keys).agg(*cols), "groupBy.agg")
+
+    def _agg(self, make: Any, step: str) -> TrackedDataFrame:
+        """Record ``make(frame)``, an aggregate by this object's keys (first in its
+        output), with a key slot. Hidden columns stay in the aggregate's input
+        (unreferenced), so the recorded group keys are expressions over the input as it
+        is replayed at query time."""
         parent = self._parent
-        if len(exprs) == 1 and isinstance(exprs[0], dict):
-            exprs = tuple(F.expr(f"{fn}(`{c}`)").alias(f"{fn}({c})") for c, fn in exprs[0].items())
-        # Hidden columns stay in the aggregate's input (unreferenced), so the recorded
-        # group keys are expressions over the input as it is replayed at query time.
-        grouped = parent._df.groupBy(*self._keys).agg(*exprs)
-        out = _with_key_slot(parent._run, grouped, len(self._keys))
-        return parent._derive(out, "groupBy.agg", key_count=len(self._keys))
+        out = _with_key_slot(parent._run, make(parent._df), len(self._keys))
+        return parent._derive(out, step, key_count=len(self._keys))
+
+    def pivot(self, pivot_col: str, values: list[Any] | None = None) -> TrackedGroupedData:
+        """pyspark's ``pivot``: then ``agg`` (or a shortcut) makes one column per value
+        and aggregate (:mod:`hippo.capture.reshape`)."""
+        if self._sets is not None or self._pivot is not None:
+            raise UnsupportedStepError("pivot is tracked after groupBy only, once")
+        if not isinstance(pivot_col, str):
+            raise HippoError(f"pivot: the pivot column is named by a string, not {pivot_col!r}")
+        return TrackedGroupedData(self._parent, self._keys,
+                                  pivot=(pivot_col, None if values is None else list(values)))
 
     def count(self) -> TrackedDataFrame:
         return self.agg(F.count(F.lit(1)).alias("count"))
@@ -481,6 +530,8 @@ class TrackedGroupedData:
         from hippo.capture.declared import apply
 
         keys = self._keys
+        if self._sets is not None or self._pivot is not None:
+            raise UnsupportedStepError("applyInPandas is tracked after groupBy only")
         if lineage is None:
             if not all(isinstance(k, str) for k in keys):
                 raise UnsupportedStepError(

@@ -20,7 +20,7 @@ from hippo.query.slots import Slots, check_columns, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
-from hippo.recorded.state import Cell, FrameSlot, KeySlot, LineageState, Origin
+from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
 
 __all__ = ["backward", "lineage_of"]
 
@@ -163,7 +163,7 @@ def _wanted(state: LineageState, refs: frozenset[Any] | None, influencing: bool)
         cells |= state.influence
     wanted: dict[str, set[Any]] = {slot: {_ROWS} for slot in state.slots} if rowwise else {}
     for slot, ref in cells:
-        wanted.setdefault(slot, set()).add(ref)
+        wanted.setdefault(slot, set()).add(_ROWS if ref is MADE_BY_ROW else ref)
     return {s: frozenset(r) for s, r in wanted.items()}
 
 
@@ -265,7 +265,11 @@ def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
     ]
     flags = reduce(DataFrame.union, flagged).groupBy("id").agg(
         *[F.max(f"__hippo_f{j}").alias(f"__hippo_f{j}") for j in range(len(keep))])
+    # A column only some paths read (one side of a union of a source with itself) is
+    # answered only if a chosen row reaches the source along such a path.
+    seen = flags.agg(*[F.max(f"__hippo_f{j}") for j in range(len(keep))]).first()
     joined = src.join(flags.withColumnRenamed("id", ID), ID, "inner")
     return joined.select(
-        *[F.when(F.col(f"__hippo_f{j}"), F.col(quoted(c))).alias(c) for j, c in enumerate(keep)],
+        *[F.when(F.col(f"__hippo_f{j}"), F.col(quoted(c))).alias(c)
+          for j, c in enumerate(keep) if seen is not None and seen[j]],
         F.col(ID).alias("hippo_row_id"))

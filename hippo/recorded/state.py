@@ -22,7 +22,10 @@ that column of the slot's source row (so a query may filter the source by its va
 
 ``contrib[p]`` lists, for user column ``p``, the ``(slot, ref)`` cells it is computed
 from; ``influence`` the cells that decided whether the row exists. ``ref`` is a source
-column name for a source slot and a column position in the key step's input otherwise.
+column name for a source slot and a column position in the key step's input otherwise;
+``MADE_BY_ROW`` (None) where the column was computed from no column (a literal,
+``count(*)``) of the row that slot leads to. An empty ``contrib[p]`` is made by the
+whole row.
 
 There is one column-lineage model: each step's positional
 :class:`~lineage_types.ColumnMapping` (its recorded lineage type). A state is those
@@ -42,10 +45,11 @@ from lineage_types import ColumnMapping, ColumnRef
 from hippo.errors import StoreFormatError
 from hippo.recorded.ids import pos_index
 
-__all__ = ["Cell", "SourceSlot", "KeySlot", "MatchSlot", "FrameSlot", "Origin", "LineageState",
-           "origin_from_json", "through", "started"]
+__all__ = ["Cell", "MADE_BY_ROW", "SourceSlot", "KeySlot", "MatchSlot", "FrameSlot", "Origin",
+           "LineageState", "origin_from_json", "through", "started"]
 
 Cell = tuple[str, Any]  # (slot column, column name or position at the slot's origin)
+MADE_BY_ROW = None  # a cell's ref: made by the row its slot leads to, from no column
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,10 @@ def through(mapping: ColumnMapping, states: Sequence[LineageState]
     def cells(refs: frozenset[ColumnRef]) -> frozenset[Cell]:
         out: set[Cell] = set()
         for ref in refs:
-            out |= states[ref.input].contrib[pos_index(ref.column)]
+            found = states[ref.input].contrib[pos_index(ref.column)]
+            # A column computed from no column (a literal, count(*)) is made by its row:
+            # by that input's row, which an outer join may not have (``MADE_BY_ROW``).
+            out |= found or {(slot, MADE_BY_ROW) for slot in states[ref.input].slots}
         return frozenset(out)
 
     return (tuple(cells(refs) for refs in mapping.contributing.values()),

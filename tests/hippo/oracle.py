@@ -107,6 +107,8 @@ class Agg:
             return min(present)
         if self.name == "max":
             return max(present)
+        if self.name == "const":
+            return present[0]
         raise ValueError(f"unknown aggregate `{self.name}`")
 
 
@@ -128,6 +130,12 @@ def max_of(e: str | Expr) -> Agg:
 
 def count_of(e: str | Expr) -> Agg:
     return Agg("count", _as_expr(e))
+
+
+def const(value: Any) -> Agg:
+    """A constant among aggregates (``grouping_id()`` of a grouping set): made by its
+    group's rows, reading no column."""
+    return Agg("const", lit(value))
 
 
 def count_rows() -> Agg:
@@ -233,10 +241,15 @@ class Source:
 
 _NO_CELLS: frozenset[Cell] = frozenset()
 # The cell lineage of a value computed from no column (count(*), a literal): it is made
-# by its row's lineage (DESIGN, lineage semantics). Unlike _NO_CELLS (the absent side of
-# an outer join), asking for such a cell returns the rows behind it.
-_ROWS_CELL: Cell = ("", -1, "")
-_MADE_BY_ROWS: frozenset[Cell] = frozenset({_ROWS_CELL})
+# by the lineage of the row that computed it (DESIGN, lineage semantics): a cell
+# (source, row, _ROWS_COL) per source row, so a later join adds no row of the other side.
+# Unlike _NO_CELLS (the absent side of an outer join), asking for such a cell returns
+# the rows behind it.
+_ROWS_COL = "\x00rows"  # no column's name
+
+
+def _made_by(rows: frozenset[tuple[str, int]]) -> frozenset[Cell]:
+    return frozenset((s, i, _ROWS_COL) for s, i in rows)
 
 
 def _union(sets: Iterable[frozenset[Any]]) -> frozenset[Any]:
@@ -312,7 +325,7 @@ class Frame:
     def _cells(self, row: ORow, refs: Iterable[str]) -> frozenset[Cell]:
         refs = list(refs)
         if not refs:
-            return _MADE_BY_ROWS
+            return _made_by(row.rows)
         return _union(row.cells[self._index(r)] for r in refs)
 
     def _eval(self, row: ORow, e: Expr) -> Any:
@@ -506,7 +519,7 @@ class Frame:
         for row in self.rows:
             rows = parts[tuple(row.values[self._index(k)] for k in partition)]
             if agg.arg is None:
-                value, cells = agg.compute([], len(rows)), _MADE_BY_ROWS
+                value, cells = agg.compute([], len(rows)), _made_by(_union(r.rows for r in rows))
             else:
                 value = agg.compute([self._eval(r, agg.arg) for r in rows], len(rows))
                 cells = _union(self._cells(r, agg.arg.refs) for r in rows)
@@ -544,7 +557,7 @@ class Frame:
                          else list((fn.arg if fn.agg is None else fn.agg.arg).refs)
                          if (fn.arg if fn.agg is None else fn.agg.arg) is not None else [])
                 cells = _union(self._cells(r, reads) for r in frame) if reads \
-                    else _MADE_BY_ROWS
+                    else _made_by(row.rows | _union(r.rows for r in frame))
                 if fn.default is not None:
                     cells = cells | self._cells(row, fn.default.refs)
                 result[id(row)] = ORow(row.values + (value,),
@@ -553,6 +566,18 @@ class Frame:
         if name in self.columns:
             raise ValueError("window columns here are new columns")
         return self._with([*self.columns, name], [result[id(r)] for r in self.rows])
+
+    def windows(self, *calls: Callable[[Frame], Frame]) -> Frame:
+        """Several window columns computed in one step: each call (``lambda f:
+        f.ordered_window(...)``) reads this frame's rows, not the columns or lineage the
+        others add; a row's lineage is the union of what each gives it."""
+        done = [call(self) for call in calls]
+        columns = list(self.columns) + [d.columns[-1] for d in done]
+        rows = [ORow(row.values + tuple(d.rows[j].values[-1] for d in done),
+                     _union(d.rows[j].rows for d in done),
+                     row.cells + tuple(d.rows[j].cells[-1] for d in done))
+                for j, row in enumerate(self.rows)]
+        return self._with(columns, rows)
 
     # -- answers --------------------------------------------------------------------------
     def chosen(self, where: Callable[[dict[str, Any]], Any]) -> list[ORow]:
@@ -577,12 +602,10 @@ class Frame:
         cells = _union(r.cells[p] for r in chosen for p in positions)
         # A cell computed from no column (count(*), a literal) is made by its row's
         # lineage: those rows, with no value column (DESIGN, lineage semantics).
-        made_by_rows = _union(r.rows for r in chosen for p in positions
-                              if _ROWS_CELL in r.cells[p])
         out: dict[str, tuple[list[str], list[Values]]] = {}
         for name, src in self.sources.items():
-            mine = {(i, c) for s, i, c in cells if s == name}
-            whole = {i for s, i in made_by_rows if s == name}
+            mine = {(i, c) for s, i, c in cells if s == name and c != _ROWS_COL}
+            whole = {i for s, i, c in cells if s == name and c == _ROWS_COL}
             if not mine and not whole:
                 continue
             keep = [c for c in src.columns if any(c == m for _, m in mine)]
@@ -624,12 +647,53 @@ class _Grouped:
             for _, a in items:
                 if a.arg is None:
                     values.append(a.compute([], len(rows)))
-                    cells.append(_MADE_BY_ROWS)
+                    cells.append(_made_by(_union(r.rows for r in rows)))
                 else:
                     values.append(a.compute([f._eval(r, a.arg) for r in rows], len(rows)))
                     cells.append(_union(f._cells(r, a.arg.refs) for r in rows))
             out.append(ORow(tuple(values), _union(r.rows for r in rows), tuple(cells)))
         return f._with([*[n for n, _ in self._keys], *[n for n, _ in items]], out)
+
+    def pivot(self, pivot: str, values: Sequence[Any], *items: tuple[str, Agg],
+              missing_is_null: bool) -> Frame:
+        """``groupBy(keys).pivot(pivot, values).agg(...)``: per group, one column per
+        (value, aggregate), named ``value`` (one aggregate) or ``value_name``: the
+        aggregate over the group's rows whose pivot column equals the value (nulls equal).
+        Where the group has no such row Spark's two-phase plan (numeric results) gives
+        null, its one-phase plan the aggregate of no rows (a count of 0). Each cell reads
+        the pivot column and the aggregate's columns in every row of its group; a
+        ``count(*)`` cell of the two-phase plan is also made by those rows (it picks, by
+        the pivot column, one of the counts its group's rows made)."""
+        f = self._frame
+        groups: dict[Values, list[ORow]] = {}
+        for row in f.rows:
+            groups.setdefault(tuple(f._eval(row, e) for _, e in self._keys), []).append(row)
+        if not self._keys and not groups:
+            groups[()] = []  # a global aggregate of no rows is one row
+        names = [str(v) if v is not None else "null" for v in values]
+        out = []
+        for key, rows in groups.items():
+            vals = list(key)
+            cells = [_union(f._cells(r, e.refs) for r in rows) for _, e in self._keys]
+            for v in values:
+                picked = [r for r in rows if f._eval(r, col(pivot)) == v]
+                for _, a in items:
+                    refs = (pivot, *(a.arg.refs if a.arg is not None else ()))
+                    made = _union(f._cells(r, refs) for r in rows)
+                    if a.arg is None and missing_is_null:
+                        made |= _made_by(_union(r.rows for r in rows))
+                    cells.append(made)
+                    if missing_is_null and not picked:
+                        vals.append(None)
+                    elif a.arg is None:
+                        vals.append(a.compute([], len(picked)))
+                    else:
+                        vals.append(a.compute([f._eval(r, a.arg) for r in picked], len(picked)))
+            out.append(ORow(tuple(vals), _union(r.rows for r in rows), tuple(cells)))
+        columns = [n for n, _ in self._keys]
+        for name in names:
+            columns += [name if len(items) == 1 else f"{name}_{n}" for n, _ in items]
+        return f._with(columns, out)
 
     def count(self) -> Frame:
         return self.agg(("count", count_rows()))
@@ -775,7 +839,8 @@ def assert_backward_matches(store: Any, sink: str, frame: Frame, where: Where,
         actual = {k: v for k, v in actual.items() if k in keep}
         expected = {k: v for k, v in expected.items() if k in keep}
     assert actual == expected, (
-        f"backward({sink!r}, where={where.sql!r}, columns={columns!r}) differs from the oracle")
+        f"backward({sink!r}, where={where.sql!r}, columns={columns!r}) differs from the "
+        f"oracle:\nhippo  {actual}\noracle {expected}")
     return actual
 
 

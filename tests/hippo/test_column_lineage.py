@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from lineage_types import ColumnRef, compose_path
 from hippo.recorded.ids import pos_name
 from hippo.recorded.steps import Step
+from hippo.recorded.state import MADE_BY_ROW
 
 
 def _steps(spark, store, run):
@@ -56,6 +57,10 @@ def test_the_state_a_query_reads_is_the_steps_mappings_composed(spark, store, tm
     state = sink.state
     assert len(state.contrib) == len(path.columns.output_columns) == 4
     for cells, refs in zip(state.contrib, path.columns.contributing.values()):
-        assert {ColumnRef(0, position[c]) for s, c in cells if s == slot} == refs
+        assert {ColumnRef(0, position[c]) for s, c in cells
+                if s == slot and c is not MADE_BY_ROW} == refs
+    # The literal references no column: in the state it is made by its row (the source
+    # row, through the slot), which a later join would not extend to the other side.
+    assert state.contrib[2] == {(slot, MADE_BY_ROW)}
     assert {ColumnRef(0, position[c]) for s, c in state.influence} == path.columns.influencing
     assert path.columns.influencing == {ColumnRef(0, position["a"]), ColumnRef(0, position["s"])}

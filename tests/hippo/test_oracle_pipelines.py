@@ -207,6 +207,30 @@ def test_backward_and_forward_through_joins_on_a_column_name_match_oracle(
                            Where("oid IN (3, 7)", lambda r: r["oid"] in (3, 7)))
 
 
+def test_a_column_made_by_its_row_is_made_by_its_own_side_of_an_outer_join(
+    spark, store, tmp_path
+):
+    # A literal and a count(*) come from no column: made by their rows, which are one
+    # side's rows; a row that side lacks (eve ordered nothing) has no lineage for them.
+    orders, o_orders = _orders(spark, tmp_path)
+    customers, o_customers = _customers(spark, tmp_path)
+    with store.run("made_by_rows") as run:
+        o = run.source("orders", orders)
+        counts = o.groupBy("cust").agg(F.count(F.lit(1)).alias("n"))
+        joined = (o.select("oid", "cust").withColumn("one", F.lit(1))
+                  .join(counts, "cust", "inner")
+                  .join(run.source("customers", customers), "cust", "right"))
+        path = _sink(run, "made", joined, tmp_path)
+    counted = o_orders.group_by("cust").agg(("n", count_rows()))
+    oracle = (o_orders.select("oid", "cust").with_column("one", raw(lambda: 1))
+              .join(counted, "cust", "inner").join(o_customers, "cust", "right"))
+    assert_sink_matches(spark, path, oracle)
+    for who in ("eve", "ann"):
+        chosen = Where(f"cust = '{who}'", lambda r, who=who: r["cust"] == who)
+        for cols in (["one"], ["n"], ["one", "tier"]):
+            assert_backward_matches(store, "made", oracle, chosen, columns=cols)
+
+
 def test_backward_and_forward_through_joins_on_an_expression_match_oracle(
     spark, store, tmp_path
 ):
@@ -696,25 +720,31 @@ EVENTS = [(i, ["u1", "u2", "u3"][i % 3], (i * 7) % 11, i % 4, float(i) if i % 5 
 
 
 def _ordered_windows(frame):
-    """The oracle of the ordered windows recorded below."""
+    """The oracle of the ordered windows recorded below: two steps, each of windows
+    over the step's input."""
     by_t = [("t", True)]
     by_day = [("day", True)]
     return (frame
-            .ordered_window("prev_x", OrderedFn("lag", col("x"), 1), ["user"], by_t)
-            .ordered_window("next_x", OrderedFn("lead", col("x"), 2, default=col("day")),
-                            ["user"], by_t)
-            .ordered_window("rn", OrderedFn("row_number"), ["user"], by_t)
-            .ordered_window("rk", OrderedFn("rank"), ["user"], by_day)
-            .ordered_window("drk", OrderedFn("dense_rank"), ["user"], by_day)
-            .ordered_window("last3", OrderedFn("agg", agg=sum_of("x"), frame=("rows", -2, 0)),
-                            ["user"], by_t)
-            .ordered_window("upto", OrderedFn("agg", agg=count_rows(),
-                                              frame=("range", None, 0)), ["user"], by_day)
-            .ordered_window("near", OrderedFn("agg", agg=max_of("x"), frame=("range", -1, 1)),
-                            ["user"], by_day)
-            .ordered_window("tile", OrderedFn("ntile", n=2), ["user"], by_t)
-            .ordered_window("late", OrderedFn("agg", agg=sum_of("x"), frame=("rows", 1, None)),
-                            ["user"], [("t", False)]))
+            .windows(
+                lambda f: f.ordered_window("prev_x", OrderedFn("lag", col("x"), 1), ["user"],
+                                           by_t),
+                lambda f: f.ordered_window("next_x", OrderedFn("lead", col("x"), 2,
+                                                               default=col("day")),
+                                           ["user"], by_t),
+                lambda f: f.ordered_window("rn", OrderedFn("row_number"), ["user"], by_t))
+            .windows(
+                lambda f: f.ordered_window("rk", OrderedFn("rank"), ["user"], by_day),
+                lambda f: f.ordered_window("drk", OrderedFn("dense_rank"), ["user"], by_day),
+                lambda f: f.ordered_window("last3", OrderedFn(
+                    "agg", agg=sum_of("x"), frame=("rows", -2, 0)), ["user"], by_t),
+                lambda f: f.ordered_window("upto", OrderedFn(
+                    "agg", agg=count_rows(), frame=("range", None, 0)), ["user"], by_day),
+                lambda f: f.ordered_window("near", OrderedFn(
+                    "agg", agg=max_of("x"), frame=("range", -1, 1)), ["user"], by_day),
+                lambda f: f.ordered_window("tile", OrderedFn("ntile", n=2), ["user"], by_t),
+                lambda f: f.ordered_window("late", OrderedFn(
+                    "agg", agg=sum_of("x"), frame=("rows", 1, None)), ["user"],
+                    [("t", False)])))
 
 
 def test_ordered_windows_match_oracle_and_trace_replay_and_removal(spark, store, tmp_path):

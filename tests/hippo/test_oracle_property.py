@@ -12,6 +12,7 @@ preview) with the oracle's pipeline over the sources without those rows.
 from __future__ import annotations
 
 import functools
+import itertools
 import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -35,9 +36,11 @@ from tests.hippo.oracle import (
     assert_sink_matches,
     avg_of,
     col,
+    const,
     count_of,
     count_rows,
     expr,
+    lit,
     max_of,
     min_of,
     OrderedFn,
@@ -390,9 +393,116 @@ def step_nondeterministic(ctx: Context, pipe: Pipe) -> Pipe | None:
                 pipe.limited)
 
 
+def step_unpivot(ctx: Context, pipe: Pipe) -> Pipe | None:
+    """unpivot / melt: one row per value column, each value cell from its own column."""
+    cols = list(pipe.frame.columns)
+    kind = ctx.draw(st.sampled_from(["int", "str"]), "value type")
+    values = ctx.draw(st.lists(st.sampled_from(pipe.of(kind) or [None]), min_size=1,
+                               max_size=2, unique=True), "value columns")
+    if None in values:
+        return None
+    rest = [c for c in cols if c not in values]
+    ids = ctx.draw(st.lists(st.sampled_from(rest or [None]), max_size=2, unique=True), "ids")
+    if None in ids:
+        return None
+    var, val = ctx.name("var"), ctx.name("val")
+    frame = None
+    for v in values:
+        part = pipe.frame.select(*ids, (var, lit(v)), (val, col(v)))
+        frame = part if frame is None else frame.union(part)
+    return Pipe(pipe.tracked.unpivot(ids, values, var, val), frame,
+                {**{i: pipe.types[i] for i in ids}, var: "str", val: kind}, pipe.limited)
+
+
+def step_grouping_sets(ctx: Context, pipe: Pipe) -> Pipe | None:
+    """cube / rollup: one aggregate per grouping set (keys outside it null), unioned."""
+    if pipe.limited:
+        return None
+    cols = list(pipe.frame.columns)
+    keys = ctx.draw(st.lists(st.sampled_from(cols), min_size=1, max_size=2, unique=True),
+                    "grouping keys")
+    how = ctx.draw(st.sampled_from(["cube", "rollup"]), "grouping sets")
+    n = len(keys)
+    if how == "cube":
+        sets = [set(s) for size in range(n, -1, -1) for s in itertools.combinations(keys, size)]
+    else:
+        sets = [set(keys[:size]) for size in range(n, -1, -1)]
+    ints = pipe.of("int")
+    picked = ctx.draw(st.lists(st.sampled_from(["count(*)", "grouping_id"] + (
+        ["sum"] if ints else [])), min_size=1, max_size=2, unique=True), "aggregates")
+    spark_aggs, oracle_aggs, types = [], [], {k: pipe.types[k] for k in keys}
+    for fn in picked:
+        name = ctx.name("g")
+        types[name] = "int"
+        if fn == "count(*)":
+            spark_aggs.append(F.count(F.lit(1)).alias(name))
+            oracle_aggs.append((name, lambda gid: count_rows()))
+        elif fn == "grouping_id":
+            spark_aggs.append(F.grouping_id().alias(name))
+            oracle_aggs.append((name, const))
+        else:
+            c = ctx.draw(st.sampled_from(ints), "sum column")
+            spark_aggs.append(F.sum(c).alias(name))
+            oracle_aggs.append((name, lambda gid, c=c: sum_of(c)))
+    frame = None
+    for chosen in sets:
+        gid = sum(1 << (n - 1 - j) for j, k in enumerate(keys) if k not in chosen)
+        part = pipe.frame.group_by(*[k if k in chosen else (k, lit(None)) for k in keys]).agg(
+            *[(name, make(gid)) for name, make in oracle_aggs])
+        frame = part if frame is None else frame.union(part)
+    grouped = pipe.tracked.cube(*keys) if how == "cube" else pipe.tracked.rollup(*keys)
+    return Pipe(grouped.agg(*spark_aggs), frame, types)
+
+
+def step_pivot(ctx: Context, pipe: Pipe) -> Pipe | None:
+    """groupBy(...).pivot(c).agg(...): Spark's two-phase plan for numeric results (null
+    where a group lacks the value), its one-phase plan when a result is a string."""
+    if pipe.limited:
+        return None
+    cols = list(pipe.frame.columns)
+    keys = ctx.draw(st.lists(st.sampled_from(cols), max_size=1, unique=True), "group keys")
+    pool = [c for c in pipe.of("int") + pipe.of("str") if c not in keys]
+    if not pool:
+        return None
+    p = ctx.draw(st.sampled_from(pool), "pivot column")
+    now = getattr(pipe.frame, "now", pipe.frame)  # a removal test's recorded world
+    found = sorted({r.values[list(now.columns).index(p)] for r in now.rows},
+                   key=lambda v: (v is not None, v))
+    if not found or len(found) > 4:
+        return None
+    given = ctx.draw(st.booleans(), "values given")
+    choices = ["count(*)"] + (["sum"] if pipe.of("int") else []) + (
+        ["max_str"] if pipe.of("str") else [])
+    picked = ctx.draw(st.lists(st.sampled_from(choices), min_size=1, max_size=2, unique=True),
+                      "aggregates")
+    spark_aggs, oracle_aggs, kinds = [], [], []
+    for fn in picked:
+        name = ctx.name("p")
+        if fn == "count(*)":
+            spark_aggs.append(F.count(F.lit(1)).alias(name))
+            oracle_aggs.append((name, count_rows()))
+            kinds.append("int")
+        else:
+            c = ctx.draw(st.sampled_from(pipe.of("int" if fn == "sum" else "str")),
+                         f"{fn} column")
+            spark_aggs.append((F.sum(c) if fn == "sum" else F.max(c)).alias(name))
+            oracle_aggs.append((name, sum_of(c) if fn == "sum" else max_of(c)))
+            kinds.append("int" if fn == "sum" else "str")
+    grouped = pipe.tracked.groupBy(*keys).pivot(p, found if given else None)
+    frame = pipe.frame.group_by(*keys).pivot(p, found, *oracle_aggs,
+                                             missing_is_null="max_str" not in picked)
+    types = {k: pipe.types[k] for k in keys}
+    for v in found:
+        label = "null" if v is None else str(v)
+        for (name, _), kind in zip(oracle_aggs, kinds, strict=True):
+            types[label if len(picked) == 1 else f"{label}_{name}"] = kind
+    return Pipe(grouped.agg(*spark_aggs), frame, types)
+
+
 STEPS = [step_filter, step_with_column, step_select, step_explode, step_aggregate,
          step_distinct, step_join, step_union, step_order_limit, step_repartition,
-         step_window, step_ordered_window, step_nondeterministic]
+         step_window, step_ordered_window, step_nondeterministic, step_unpivot,
+         step_grouping_sets, step_pivot]
 
 
 def _source_rows(name: str) -> st.SearchStrategy:
