@@ -204,9 +204,10 @@ def test_sources_and_sinks_are_checked_when_recorded(store, flights, tmp_path):
         with store.run("bad2") as run:
             src = run.source("flights", flights)
             run.sink("plain", src.df, str(tmp_path / "plain"))
-    with pytest.raises(hippo.UnsupportedStepError, match="`rollup` is not tracked yet"):
+    with pytest.raises(hippo.UnsupportedStepError, match="`intersectAll` is not tracked yet"):
         with store.run("bad3") as run:
-            run.source("flights", flights).rollup("flight")
+            src = run.source("flights", flights)
+            src.intersectAll(src)
 
 
 def test_a_subquery_is_refused_at_the_step_that_uses_it(store, flights, tmp_path):
