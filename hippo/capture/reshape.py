@@ -143,6 +143,8 @@ def _grouping_constants(real: DataFrame, n: int, n_exprs: int) -> dict[int, tupl
         plan = plan.children().apply(0)
     groups = plan.groupingExpressions()
     aggs = plan.aggregateExpressions()
+    if groups.size() == 0:  # no keys: one grouping set, no grouping id
+        return {}
     if aggs.size() != n + n_exprs:
         raise UnsupportedStepError("grouping sets: Spark's aggregate does not list the keys "
                                    "then the aggregates")
@@ -188,7 +190,8 @@ def grouping_sets(grouped: TrackedGroupedData, exprs: list[Any]) -> TrackedDataF
     parts = []
     for chosen in _sets(kind, n, keys, given):
         gid = sum(1 << (n - 1 - j) for j in range(n) if j not in chosen)
-        by = [keys[j] if j in chosen else F.lit(None).cast(fields[j].dataType).alias(fields[j].name)
+        by = [keys[j] if j in chosen
+              else F.lit(None).cast(fields[j].dataType).alias(fields[j].name)
               for j in range(n)]
         cols = []
         for i, e in enumerate(exprs):

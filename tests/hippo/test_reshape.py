@@ -245,3 +245,7 @@ def test_reshape_steps_refuse_what_they_cannot_record_exactly(spark, store, tmp_
                 spark.conf.unset("spark.sql.pivotMaxValues")
         run.sink("ok", s.groupBy("region").pivot("quarter", ["q1"]).count(),
                  str(tmp_path / "out" / "ok"))
+        run.sink("total", s.cube().agg(F.count(F.lit(1)).alias("n")),
+                 str(tmp_path / "out" / "total"))
+    assert [tuple(r) for r in store.replay(run.run_id)["total"].collect()] == [(len(SALES),)]
+    assert store.backward("total", where="n > 0")["sales"].count() == len(SALES)
