@@ -71,6 +71,14 @@ def _reads(stage: Any, params: tuple[str, ...], columns: list[str]) -> list[str]
     return [c for c in columns if c in named]
 
 
+def _save_later(recorder: Any, stage: Any, path: str, what: str) -> str:
+    """Save ``stage`` at ``path`` on the run's background thread (the run's commit waits
+    for it, so no run is visible without its models), from a copy: the user may change
+    the stage's params after this step."""
+    recorder.later(_saved, stage.copy(), path, what)
+    return path
+
+
 def _saved(stage: Any, path: str, what: str) -> str:
     try:
         stage.write().overwrite().save(path)
@@ -112,8 +120,8 @@ def fit(recorder: Any, estimator: Any, data: TrackedDataFrame) -> Any:
     model = estimator.fit(data.df)
     op_id = recorder.next_op
     folder = _folder_of(recorder, op_id)
-    est_path = _saved(estimator, f"{folder}/estimator", "estimator")
-    model_path = _saved(model, f"{folder}/model", "model")
+    est_path = _save_later(recorder, estimator, f"{folder}/estimator", "estimator")
+    model_path = _save_later(recorder, model, f"{folder}/model", "model")
     user = data.columns
     reads = tuple(user.index(c) for c in _reads(estimator, _FIT_READS, user))
     slot = recorder.new_slot()
@@ -162,7 +170,8 @@ def transform(data: TrackedDataFrame, stage: Any) -> TrackedDataFrame:
             "pyspark.ml stages that keep every column and append new ones")
     op_id = recorder.next_op
     folder = _folder_of(recorder, op_id)
-    model_path = fitted.model_path if fitted else _saved(stage, f"{folder}/model", "transformer")
+    model_path = fitted.model_path if fitted else _save_later(
+        recorder, stage, f"{folder}/model", "transformer")
     state = data.lineage_state
     reads = _reads(stage, _TRANSFORM_READS, user)
     own = frozenset().union(*[state.contrib[user.index(c)] for c in reads])

@@ -178,8 +178,9 @@ class Recorder:
     """The steps of one run being recorded, and the background work they need.
 
     Metadata work that need not hold the user's pipeline up runs on one background
-    thread (Spark accepts jobs from several threads): each step's rebuild check and the
-    rendering of its spec to JSON. :meth:`finish` waits for all of it.
+    thread (Spark accepts jobs from several threads): each step's rebuild check, the
+    rendering of its spec to JSON, the saving of its models. :meth:`finish` waits for all
+    of it.
     """
 
     def __init__(self, run_id: str, name: str, strict: bool, root: str = ".") -> None:
@@ -221,6 +222,11 @@ class Recorder:
         log.warning("run %s: %s; the run is recorded as lineage_incomplete", self.run_id,
                     message)
         self.incomplete = self.incomplete or message
+
+    def later(self, work: Callable[..., Any], *args: Any) -> None:
+        """Run ``work(*args)`` on the background thread; :meth:`finish` waits for it and
+        reports its failure as the run's (a step that could not be recorded)."""
+        self._checks.append(self._pool.submit(work, *args))
 
     def add(self, step: Step) -> Step:
         self.steps.append(step)

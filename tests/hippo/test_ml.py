@@ -152,3 +152,40 @@ def test_feature_pipeline_with_a_model_keeps_exact_lineage_replay_and_removal(
     kept = flights[~(((flights.month == 3) & (flights.day == 5))
                      | ((flights.month == 11) & (flights.day == 2)))]
     _assert_scores(spark.read.format("delta").load(out), _plain(spark, kept, planes))
+
+
+def test_a_stage_is_saved_as_it_was_applied_and_one_that_cannot_be_saved_fails_the_run(
+        spark, store, tmp_path):
+    # Models and transformers are saved in the background while the pipeline goes on; the
+    # copy saved is the stage as the step applied it, whatever the user changes after.
+    from pyspark.ml import Transformer
+    from pyspark.ml.feature import Bucketizer
+    from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+
+    from hippo.errors import UnsupportedStepError
+
+    path = str(tmp_path / "src")
+    spark.createDataFrame([(1, -3.0), (2, 4.0), (3, 12.0)], "id int, x double").write.format(
+        "delta").save(path)
+    buckets = Bucketizer(splits=[-float("inf"), 0.0, 10.0, float("inf")], inputCol="x",
+                         outputCol="bx")
+    with store.run("bucketed") as run:
+        out = run.source("src", path).transform(buckets)
+        buckets.setSplits([-float("inf"), 5.0, float("inf")])  # after the step: not saved
+        run.sink("out", out, str(tmp_path / "out"))
+    want = {(1, -3.0, 0.0), (2, 4.0, 1.0), (3, 12.0, 2.0)}
+    assert {tuple(r) for r in spark.read.format("delta").load(str(tmp_path / "out")).collect()
+            } == want
+    assert {tuple(r) for r in store.replay(run.run_id)["out"].collect()} == want
+
+    class Doubled(Transformer, HasInputCol, HasOutputCol):  # no pyspark.ml persistence
+        def _transform(self, df):
+            return df.withColumn(self.getOutputCol(), F.col(self.getInputCol()) * 2)
+
+    doubled = Doubled()
+    doubled._set(inputCol="x", outputCol="x2")
+    with pytest.raises(UnsupportedStepError, match="cannot be saved"):
+        with store.run("unsaved") as run:
+            run.sink("out2", run.source("src", path).transform(doubled), str(tmp_path / "o2"))
+    status = {r.name: r.status for r in store.runs().collect()}
+    assert status == {"bucketed": "succeeded", "unsaved": "failed"}
