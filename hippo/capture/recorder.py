@@ -305,8 +305,8 @@ class Recorder:
                 and _id_carried(analysis, in_dfs, new):
             new, analysis = self._materialized(new, analysis)
             materialized = True
-        self._checks.append(self._pool.submit(
-            _check_rebuild, step, where, analysis.spec, in_dfs, new.schema.simpleString()))
+        self.later(_check_rebuild, step, where, analysis.spec, in_dfs,
+                   new.schema.simpleString())
         out_cols = new.columns
         in_cols = [t.frame.columns for t in inputs]
         new_slots = [c for c in out_cols if c.startswith(SLOT_PREFIX)

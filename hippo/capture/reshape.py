@@ -77,6 +77,8 @@ def _pivot_values(df: DataFrame, pivot_col: str) -> list[Any]:
 def pivot_agg(grouped: TrackedGroupedData, pivot_col: str, values: list[Any] | None,
               exprs: list[Any]) -> TrackedDataFrame:
     """``groupBy(keys).pivot(pivot_col, values).agg(*exprs)``, tracked."""
+    from hippo.capture.tracked import TrackedGroupedData
+
     parent, keys = grouped._parent, list(grouped._keys)
     if values is None:
         values = _pivot_values(parent.df, pivot_col)
@@ -86,15 +88,11 @@ def pivot_agg(grouped: TrackedGroupedData, pivot_col: str, values: list[Any] | N
     if _PIVOT_FIRST not in plan:
         # Spark computes this pivot as one aggregate of conditional aggregates, which a
         # step records and rebuilds as it is.
-        from hippo.capture.tracked import TrackedGroupedData
-
         out = TrackedGroupedData(parent, keys)._agg(
             lambda df: df.groupBy(*keys).pivot(pivot_col, values).agg(*exprs), "pivot")
         return _check_schema("pivot", out, real)
     # Spark's two phases: results per (keys, pivot value), then per key, each value's
     # result in its own column (null where the key has no row of that value).
-    from hippo.capture.tracked import TrackedGroupedData
-
     n = len(keys)
     named = [e.alias(f"_hippo_pivot_{i}") for i, e in enumerate(exprs)]
     first = TrackedGroupedData(parent, [*keys, pivot_col])._agg(

@@ -263,8 +263,10 @@ def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
                             for j, c in enumerate(keep)])
         for p in items
     ]
+    # Computed once: read by the check below and by the answer.
     flags = reduce(DataFrame.union, flagged).groupBy("id").agg(
-        *[F.max(f"__hippo_f{j}").alias(f"__hippo_f{j}") for j in range(len(keep))])
+        *[F.max(f"__hippo_f{j}").alias(f"__hippo_f{j}") for j in range(len(keep))]
+    ).localCheckpoint(eager=True)
     # A column only some paths read (one side of a union of a source with itself) is
     # answered only if a chosen row reaches the source along such a path.
     seen = flags.agg(*[F.max(f"__hippo_f{j}") for j in range(len(keep))]).first()
