@@ -9,7 +9,6 @@ call it; :class:`hippo.capture.run.Run` turns its steps into the run's row at th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -82,13 +81,13 @@ def code_location() -> str:
     return "unknown"
 
 
-def _spec_json(spec: Node | None) -> str:
-    """The spec as JSON; ``null`` for one that cannot be rendered, whose step's replay
+def _spec_json(spec: Node | None) -> Any:
+    """The spec's JSON form; None for one that cannot be rendered, whose step's replay
     check has failed with the reason (so the run's status already says so)."""
     try:
-        return json.dumps(None if spec is None else rendered(spec).to_json())
+        return None if spec is None else rendered(spec).to_json()
     except Exception:  # noqa: BLE001 -- reported by the rebuild check of the same spec
-        return "null"
+        return None
 
 
 def _check_rebuild(step: str, where: str, spec: Node, inputs: list[DataFrame],
@@ -290,8 +289,8 @@ class Recorder:
             if "Generate" in analysis.kinds:
                 # Rows exploded from one parent share its id; tell them apart by their
                 # values (rows equal in every value are one record for lineage).
-                values = [F.col(f"`{c}`") for c in new.columns if not is_hidden(c)]
-                new = new.withColumn(ID, derived_id("generate", F.col(ID), *values))
+                values = [quoted(c) for c in new.columns if not is_hidden(c)]
+                new = new.withColumn(ID, derived_id("generate", ID, *values))
                 analysis = analyze_step(new, in_dfs)
         except UnsupportedStepError:
             raise
@@ -423,7 +422,7 @@ class Recorder:
             exc = future.exception()
             if exc is not None and failure is None:
                 failure = exc
-        rows = [s.to_row(self._specs[s.op_id].result() if s.op_id in self._specs else None)
-                for s in self.steps]
+        rows = [s.to_row(self._specs[s.op_id].result()) if s.op_id in self._specs
+                else s.to_row(None) for s in self.steps]
         self._pool.shutdown(wait=True)
         return rows, failure

@@ -28,7 +28,7 @@ from hippo.recorded.ids import is_hidden, quoted
 from hippo.recorded.pinned import describe, latest_version, read_source, reserved_columns
 from hippo.recorded.sink_rows import sink_rows_of
 from hippo.recorded.spec import FORMAT
-from hippo.recorded.steps import SinkInfo, SourceInfo
+from hippo.recorded.steps import SinkInfo, SourceInfo, pack_steps
 from hippo.store import tables
 from hippo.store.commits import commit_version, committed
 
@@ -234,7 +234,7 @@ class Run:
             "status": status, "started_at": self.started_at, "ended_at": _now(),
             "code_version": _code_version(), "spark_version": pyspark.__version__,
             "hippo_version": __version__, "error": message, "sinks": dict(self._versions),
-            "format": FORMAT, "steps": rows,
+            "format": FORMAT, "steps": pack_steps(rows),
         }])
         log.info("run %s (%s) recorded: %s, %d steps", self.run_id, self.name, status, len(rows))
         if failure is not None and error is failure:

@@ -70,7 +70,7 @@ from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import FrameSlot, KeySlot
-from hippo.recorded.steps import Step
+from hippo.recorded.steps import Step, pack_steps, unpack_steps
 from hippo.session import session_conf
 from hippo.store import tables
 from hippo.store.delta_log import latest_version
@@ -591,20 +591,16 @@ def _record_run(slots: Slots, removal_id: str, source: Step, source_version: int
     run = slots.run
     old = (tables.read_table(slots.spark, run.root, tables.RUNS)
            .filter(F.col("run_id") == run.run_id).first())
-    steps = []
-    for s in old["steps"]:
-        row = s.asDict(recursive=True)
+    steps = unpack_steps(old["steps"])
+    for row in steps:
         if row["op_id"] == source.op_id:
-            detail = json.loads(row["detail"])
-            detail["source"]["version"] = source_version
-            row["detail"] = json.dumps(detail)
-        steps.append(row)
+            row["detail"]["source"]["version"] = source_version
     tables.append_rows(slots.spark, run.root, tables.RUNS, [{
         "run_id": removal_id, "name": old["name"], "params": old["params"],
         "status": "succeeded", "started_at": started, "ended_at": now(),
         "code_version": old["code_version"], "spark_version": pyspark.__version__,
         "hippo_version": __version__,
-        "error": None, "sinks": sink_versions, "format": old["format"], "steps": steps,
+        "error": None, "sinks": sink_versions, "format": old["format"], "steps": pack_steps(steps),
     }])
 
 

@@ -53,6 +53,10 @@ def runs_version(spark: SparkSession, root: str) -> int:
         return -1
 
 
+# The fields of a stored step the catalog reads (a run row's ``steps`` is JSON text).
+_ENDS = "array<struct<op_id: int, step: string, detail: string>>"
+
+
 class Catalog:
     """Successful runs and their sources and sinks, newest first."""
 
@@ -61,7 +65,8 @@ class Catalog:
         rows = (
             _succeeded(spark, root)
             .select("run_id", "ended_at", F.expr(
-                "filter(steps, s -> s.step IN ('source', 'sink'))").alias("ends"))
+                f"filter(from_json(steps, '{_ENDS}'), s -> s.step IN ('source', 'sink'))"
+            ).alias("ends"))
             .collect()
         )
         self.run_ids = [r.run_id for r in sorted(rows, key=lambda r: r.ended_at, reverse=True)]

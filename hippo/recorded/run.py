@@ -20,7 +20,7 @@ from hippo.recorded.pinned import check_readable, read_source
 from hippo.recorded.rebuild import build_step, register_udfs
 from hippo.recorded.spec import check_format
 from hippo.recorded.state import FrameSlot, KeySlot
-from hippo.recorded.steps import Step
+from hippo.recorded.steps import Step, unpack_steps
 
 __all__ = ["RecordedRun"]
 
@@ -40,7 +40,7 @@ class RecordedRun:
         version = check_format(row["format"], f"run `{self.run_id}`")
         written = dict(row["sinks"] or {})
         self.sink_versions: dict[str, int] = written  # sink name -> the version written
-        steps = [Step.from_row(s, version) for s in row["steps"] or []]
+        steps = [Step.from_row(s, version) for s in unpack_steps(row["steps"])]
         # A sink's version is known only after its write; the run row holds it.
         self.steps: dict[int, Step] = {
             s.op_id: replace(s, sink=replace(s.sink, version=written.get(s.sink.name)))

@@ -52,6 +52,7 @@ from bench import cellwise, tpch_data, workloads  # noqa: E402
 from bench.mappings import DeclarationError, StepMapping, group_agg, resolve  # noqa: E402
 from lineage_types import ColumnMapping  # noqa: E402
 from hippo.recorded.ids import pos_index  # noqa: E402
+from hippo.store import tables  # noqa: E402
 
 SF = 0.01
 WORKLOADS = {wl.name: wl for wl in workloads.tpch_workloads() + [workloads.flights_workload()]}
@@ -115,7 +116,8 @@ def _recorded_mappings(spark, store_path, run_id):
     """hippo's column mapping of each recorded step (sources and sinks left out), in
     order, from the run's row in its store's ``runs`` table."""
     ops = (spark.read.format("delta").load(f"{store_path}/runs")
-           .filter(F.col("run_id") == run_id).selectExpr("inline(steps)")
+           .filter(F.col("run_id") == run_id)
+           .selectExpr(f"inline(from_json(steps, 'array<{tables.STEP_TYPE}>'))")
            .orderBy("op_id").collect())
     columns = {op.op_id: list(op.columns) for op in ops}
     out = []

@@ -7,14 +7,14 @@ from pyspark.sql import functions as F
 
 from lineage_types import ColumnRef, compose_path
 from hippo.recorded.ids import pos_name
-from hippo.recorded.steps import Step
+from hippo.recorded.steps import Step, unpack_steps
 from hippo.recorded.state import MADE_BY_ROW
 
 
 def _steps(spark, store, run):
     row = (spark.read.format("delta").load(f"{store.path}/runs")
            .filter(F.col("run_id") == run.run_id).first())
-    return [Step.from_row(s.asDict(), row.format) for s in row.steps]
+    return [Step.from_row(s, row.format) for s in unpack_steps(row.steps)]
 
 
 def test_two_columns_of_one_name_keep_their_own_lineage(spark, store, tmp_path):

@@ -20,6 +20,7 @@ import pytest
 from delta.tables import DeltaTable
 
 import hippo
+from hippo.store import tables
 from tests.conftest import NO_BROADCAST, NO_CODEGEN, SHORT_LIVED_JVM
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,8 @@ def _run_writers(tmp_path: Path, phases: list[dict], writers: int) -> list[dict]
 def _shared_paths(spark, store) -> dict[str, str]:
     """Per run of the store: the path its ``shared`` sink wrote."""
     steps = (spark.read.format("delta").load(f"{store.path}/runs")
-             .selectExpr("run_id", "inline(steps)").filter("step = 'sink'").collect())
+             .selectExpr("run_id", f"inline(from_json(steps, 'array<{tables.STEP_TYPE}>'))")
+             .filter("step = 'sink'").collect())
     paths = {s.run_id: json.loads(s.detail)["sink"]["path"] for s in steps}
     return {r: p for r, p in paths.items() if p.endswith("shared")}
 

@@ -19,7 +19,7 @@ from hippo.errors import (
     VersionUnavailableError,
 )
 from hippo.recorded.spec import FORMAT, spec_from_json
-from hippo.recorded.steps import Step
+from hippo.recorded.steps import Step, unpack_steps
 
 ROWS = [(1, "a", 1.0), (2, "a", 2.0), (3, "b", 3.0), (4, "b", None)]
 SCHEMA = "id int, grp string, x double"
@@ -92,7 +92,7 @@ def test_stored_steps_read_back_typed_with_their_format(spark, store, source, tm
     row = (spark.read.format("delta").load(f"{store.path}/runs")
            .filter(F.col("run_id") == run.run_id).first())
     assert row.format == FORMAT
-    steps = [Step.from_row(s.asDict(), row.format) for s in row.steps]
+    steps = [Step.from_row(s, row.format) for s in unpack_steps(row.steps)]
     assert [s.step for s in steps] == ["source", "groupBy.agg", "sink"]
     assert steps[0].source.path == source and steps[0].source.version == 0
     nodes, todo = [], [steps[1].spec]
@@ -272,3 +272,14 @@ def test_the_latest_run_recorded_by_another_process_is_seen(spark, tmp_path, sou
     second = _record(writer, source, str(tmp_path / "out2"))
     assert first.run_id != second.run_id
     assert sorted(r.id for r in reader.backward("totals", where="grp = 'a'")["src"].collect()) == [2]
+
+
+def test_a_store_whose_steps_are_an_array_is_refused_by_layout(spark, tmp_path):
+    from hippo.store import tables
+
+    root = tmp_path / "old"
+    old = tables.SCHEMAS[tables.RUNS].replace(
+        "steps string", "steps array<struct<op_id: int, step: string>>")
+    spark.createDataFrame([], old).write.format("delta").save(str(root / "runs"))
+    with pytest.raises(StoreFormatError, match=r"older layout.*array of structs"):
+        hippo.LineageStore(spark, str(root)).runs()

@@ -19,6 +19,7 @@ from hippo.errors import (
     UnknownSinkError,
     UnknownSourceError,
 )
+from hippo.store import tables
 
 
 @pytest.fixture
@@ -67,7 +68,8 @@ def test_a_run_records_its_start_and_end_as_instants_whatever_the_local_time_zon
 def _steps(spark, store, run_id):
     """A run's steps, read as any Delta reader would: one row of the runs table."""
     return (spark.read.format("delta").load(f"{store.path}/runs")
-            .filter(F.col("run_id") == run_id).selectExpr("inline(steps)").collect())
+            .filter(F.col("run_id") == run_id)
+            .selectExpr(f"inline(from_json(steps, 'array<{tables.STEP_TYPE}>'))").collect())
 
 
 def test_steps_record_lineage_type_columns_and_code_location(spark, store, flights, tmp_path):
