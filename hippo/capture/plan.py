@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +127,24 @@ class StepAnalysis:
 
 def _seq(seq: JavaObject) -> list[JavaObject]:
     return [seq.apply(i) for i in range(seq.size())]
+
+
+# An attribute's text is ``name#id`` (``L`` after a long's id; a watermark's delay after).
+_ATTR_TEXT = re.compile(r"(.*)#(\d+)L?(?:-T\d+ms)?", re.S)
+_SEP = "\u0001"
+
+
+def _output(node: JavaObject) -> list[tuple[str, int]]:
+    """Names and attribute ids of ``node``'s output in two Py4J calls (its attributes'
+    text joined on the JVM), not three per attribute; attribute by attribute only when
+    a name holds the separator."""
+    seq = node.output()
+    text = str(seq.mkString(_SEP))
+    parts = text.split(_SEP) if text else []
+    found = [_ATTR_TEXT.fullmatch(p) for p in parts]
+    if len(parts) == seq.size() and all(found):
+        return [(m.group(1), int(m.group(2))) for m in found]  # type: ignore[union-attr]
+    return [(str(a.name()), int(a.exprId().id())) for a in _seq(seq)]
 
 
 def _cls(obj: JavaObject) -> str:
@@ -356,7 +375,7 @@ class _Walker:
 
     def _boundary(self, node: JavaObject, i: int,
                   exact: bool) -> tuple[list[int], dict[int, set[Ref]], S.Node]:
-        ids = self._input_ids[i] if exact else [a.exprId().id() for a in _seq(node.output())]
+        ids = self._input_ids[i] if exact else [eid for _, eid in _output(node)]
         if len(ids) != len(self._input_ids[i]):
             raise UnsupportedStepError("a join or union input changed shape during analysis")
         self.same.update({eid: (i, pos) for pos, eid in enumerate(ids)})
@@ -382,7 +401,7 @@ class _Walker:
         return ids, refs, spec, names
 
     def _out_names(self, node: JavaObject) -> tuple[str, ...]:
-        return tuple(str(a.name()) for a in _seq(node.output()))
+        return tuple(name for name, _ in _output(node))
 
     def _map(self, refs: dict[int, set[Ref]], eids: list[int]) -> set[Ref]:
         found: set[Ref] = set()
@@ -405,7 +424,7 @@ class _Walker:
             n = node.optNumPartitions()
             out = S.RepartitionBy(spec, out_names, tuple(self._sql(e, names) for e in exprs),
                                   int(n.get()) if n.isDefined() else None)
-        return [a.exprId().id() for a in _seq(node.output())], refs, out
+        return [eid for _, eid in _output(node)], refs, out
 
     def _node_Project(self, node: JavaObject):
         _, refs, spec, names = self._child(node)
@@ -662,7 +681,7 @@ class _Walker:
             for ids, refs, _ in walked:
                 merged |= refs.get(ids[pos], set())
             out_refs[eid] = merged
-        ids = [a.exprId().id() for a in _seq(node.output())]
+        ids = [eid for _, eid in _output(node)]
         self.not_same.update(ids)
         if ids != first_ids:
             out_refs = {ids[p]: out_refs[first_ids[p]] for p in range(len(ids))}
@@ -674,7 +693,7 @@ def _output_ids(df: DataFrame, plan: JavaObject) -> list[int]:
     plan never changes, and each step's output is the next step's input)."""
     ids = getattr(df, "_hippo_output_ids", None)
     if ids is None:
-        ids = [a.exprId().id() for a in _seq(plan.output())]
+        ids = [eid for _, eid in _output(plan)]
         df._hippo_output_ids = ids
     return ids
 

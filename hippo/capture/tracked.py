@@ -405,7 +405,7 @@ class TrackedDataFrame:
         match = None
         if "__hippo_r" in joined.columns:
             joined = joined.withColumn(
-                ID, derived_id("join", F.col("__hippo_l"), F.col("__hippo_r"))
+                ID, derived_id("join", "__hippo_l", "__hippo_r")
             ).drop("__hippo_l", "__hippo_r")
         elif (how or "").lower().replace("_", "") in ("leftsemi", "semi"):
             # The right rows a kept row matched are found again at query time by
@@ -443,7 +443,7 @@ class TrackedDataFrame:
         sides = []
         for side, (tdf, ren) in enumerate([(self, {}), (other, renames)]):
             df = tdf._df.withColumnsRenamed(ren) if ren else tdf._df
-            df = df.withColumn(ID, derived_id(f"union{side}", F.col(ID)))
+            df = df.withColumn(ID, derived_id(f"union{side}", ID))
             for slot in slots:
                 if slot not in df.columns:
                     df = df.withColumn(slot, F.lit(None).cast("long"))

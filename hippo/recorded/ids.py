@@ -98,6 +98,7 @@ def content_hash(cols: Sequence[Column | str], tag: str = "row") -> Column:
     return F.xxhash64(F.lit(tag), *cols, *_null_mask(cols))
 
 
-def derived_id(tag: str, *parents: Column) -> Column:
-    """An id computed from parent ids (and any extra values) for a derived row."""
+def derived_id(tag: str, *parents: Column | str) -> Column:
+    """An id computed from parent ids (and any extra values) for a derived row; given as
+    SQL (``quoted(name)``), in one call to the JVM (see :func:`content_hash`)."""
     return content_hash(list(parents), tag)
