@@ -220,6 +220,7 @@ class _Walker:
         self.tie_broken = False
         self.frame_influence: dict[WindowFrame, set[Ref]] = {}
         self.udfs: dict[int, tuple[str, str, int, bool]] = {}  # result id -> spec entry
+        self._one_row: JavaObject | None = None  # Seq(OneRowRelation), made on first use
 
     # -- expressions ------------------------------------------------------------------
     def _to_seq(self, items: list[JavaObject]) -> JavaObject:
@@ -339,6 +340,16 @@ class _Walker:
             self._trees[key] = (expr, json.loads(expr.toJSON()))
         return self._trees[key][1]
 
+    def _expression_trees(self, node: JavaObject, *fields: str
+                          ) -> list[list[list[dict[str, Any]]]]:
+        """Per field of ``node`` holding a list of expressions, their JSON trees, in one
+        call: ``node`` over a one-row relation, as JSON, holds them all."""
+        if self._one_row is None:
+            logical = self._jvm.org.apache.spark.sql.catalyst.plans.logical
+            self._one_row = self._to_seq([logical.OneRowRelation()])
+        plan = json.loads(node.withNewChildren(self._one_row).toJSON())
+        return [plan[0][f] for f in fields]
+
     def _refs(self, expr: JavaObject) -> list[int]:
         """Ids of the attributes ``expr`` references (``Expression.references``)."""
         return [int(n["exprId"]["id"]) for n in self._tree(expr) if n["class"].endswith(_ATTR)]
@@ -428,12 +439,13 @@ class _Walker:
 
     def _node_Project(self, node: JavaObject):
         _, refs, spec, names = self._child(node)
-        # One call per expression: its JSON gives its class, id, name and references, so
-        # plain and renamed columns (most of any project list) need no more calls.
+        # The JSON of every expression at once gives each one's class, id, name and
+        # references, so plain and renamed columns (most of any project list) need no
+        # more calls; the others are fetched one by one for their SQL.
         ids, out_names, sqls = [], [], []
         out_refs: dict[int, set[Ref]] = {}
-        for e in _seq(node.projectList()):
-            tree = json.loads(e.toJSON())
+        exprs = node.projectList()
+        for i, tree in enumerate(self._expression_trees(node, "projectList")[0]):
             top = tree[0]
             eid = int(top["exprId"]["id"])
             attrs = [int(n["exprId"]["id"]) for n in tree if n["class"].endswith(_ATTR)]
@@ -448,6 +460,8 @@ class _Walker:
                     if inner in self.not_same:
                         self.not_same.add(eid)
             else:
+                e = exprs.apply(i)
+                self._trees[id(e)] = (e, tree)
                 sqls.append(self._later(e, names, named=True))
             ids.append(eid)
             out_names.append(str(top["name"]))
@@ -477,11 +491,15 @@ class _Walker:
         _, refs, spec, names = self._child(node)
         groups = _seq(node.groupingExpressions())
         aggs = _seq(node.aggregateExpressions())
+        trees = self._expression_trees(node, "groupingExpressions", "aggregateExpressions")
+        for e, tree in zip(groups + aggs, trees[0] + trees[1], strict=True):
+            self._trees[id(e)] = (e, tree)
         for g in groups:
             self.influencing |= self._map(refs, self._refs(g))
         self.group_keys = [self._sql(g, names) for g in groups]
-        out_refs = {e.exprId().id(): self._map(refs, self._refs(e)) for e in aggs}
-        return [e.exprId().id() for e in aggs], out_refs, S.Aggregate(
+        agg_ids = [int(tree[0]["exprId"]["id"]) for tree in trees[1]]
+        out_refs = {eid: self._map(refs, self._refs(e)) for eid, e in zip(agg_ids, aggs)}
+        return agg_ids, out_refs, S.Aggregate(
             spec, self._out_names(node), tuple(self.group_keys),
             tuple(self._later(e, names, named=True) for e in aggs))
 
