@@ -254,6 +254,12 @@ class Recorder:
                     sink=info)
         return self.add(step)
 
+    def inline_rows(self, op_id: int, rows: tuple[tuple[Any, ...], ...]) -> None:
+        """Keep an explicit sink's rows' lineage in its step (see ``SinkInfo.inline``)."""
+        step = self.steps[op_id]
+        assert step.sink is not None
+        self.steps[op_id] = replace(step, sink=replace(step.sink, inline=rows))
+
     def record_step(
         self,
         new: DataFrame,

@@ -28,7 +28,7 @@ from hippo.recorded.ids import is_hidden, quoted
 from hippo.recorded.pinned import describe, latest_version, read_source, reserved_columns
 from hippo.recorded.sink_rows import sink_rows_of
 from hippo.recorded.spec import FORMAT
-from hippo.recorded.steps import SinkInfo, SourceInfo, pack_steps
+from hippo.recorded.steps import INLINE_ROWS, SinkInfo, SourceInfo, pack_steps
 from hippo.store import tables
 from hippo.store.commits import commit_version, committed
 
@@ -179,13 +179,24 @@ class Run:
             self._versions[name] = self._write(name, frame.select(*[F.col(quoted(c)) for c in user]),
                                                path, mode)
             if explicit:
-                tables.create_tables(self.spark, self.root, (tables.SINK_ROWS,))
-                rows_df = sink_rows_of(frame, user, slots).select(
-                    F.lit(self.run_id).alias("run_id"), F.lit(name).alias("sink"), "*")
-                tables.append_frame(rows_df, self.root, tables.SINK_ROWS, optimizeWrite="true")
+                self._store_rows(name, sink_rows_of(frame, user, slots))
         finally:
             if explicit:
                 frame.unpersist()
+
+    def _store_rows(self, name: str, rows: DataFrame) -> None:
+        """An explicit sink's rows' lineage: in the run's row if they are few (read from
+        the cached sink, at most INLINE_ROWS + 1 rows reach the driver), else appended
+        to ``sink_rows``, invisible until the run commits."""
+        few = rows.limit(INLINE_ROWS + 1).collect()
+        if len(few) <= INLINE_ROWS:
+            self._recorder.inline_rows(self._sinks[name], tuple(
+                (r.hippo_row_id, r.row_hash, tuple(r.slots)) for r in few))
+            return
+        tables.create_tables(self.spark, self.root, (tables.SINK_ROWS,))
+        tables.append_frame(rows.select(F.lit(self.run_id).alias("run_id"),
+                                        F.lit(name).alias("sink"), "*"),
+                            self.root, tables.SINK_ROWS, optimizeWrite="true")
 
     def _write(self, name: str, df: DataFrame, path: str, mode: str) -> int:
         """Write a sink in one tagged, idempotent Delta commit; the version it made."""

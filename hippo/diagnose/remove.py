@@ -595,6 +595,8 @@ def _record_run(slots: Slots, removal_id: str, source: Step, source_version: int
     for row in steps:
         if row["op_id"] == source.op_id:
             row["detail"]["source"]["version"] = source_version
+        # Its explicit sinks' rows are the ones _store_sink_rows put in sink_rows.
+        row["detail"].get("sink", {}).pop("inline", None)
     tables.append_rows(slots.spark, run.root, tables.RUNS, [{
         "run_id": removal_id, "name": old["name"], "params": old["params"],
         "status": "succeeded", "started_at": started, "ended_at": now(),

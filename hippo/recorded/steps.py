@@ -16,11 +16,15 @@ from hippo.errors import StoreFormatError
 from hippo.recorded.spec import FORMAT, Node, check_format, spec_from_json
 from hippo.recorded.state import LineageState
 
-__all__ = ["SourceInfo", "SinkInfo", "Step", "SINK_ROWS_KINDS", "pack_steps", "unpack_steps"]
+__all__ = ["SourceInfo", "SinkInfo", "Step", "SINK_ROWS_KINDS", "INLINE_ROWS", "pack_steps",
+           "unpack_steps"]
 
 # How a sink's written rows find their lineage: hashed from the row's own group-key
 # columns (keyed), stored in ``sink_rows`` (explicit), or rebuilt by replay (replay).
 SINK_ROWS_KINDS = ("keyed", "explicit", "replay")
+# Up to this many rows, an explicit sink's rows' lineage is kept in the run's row: the
+# run then makes one commit, not two (a sink_rows append took 0.25-0.65 s of a run).
+INLINE_ROWS = 1000
 
 _UNRENDERED = object()
 
@@ -78,10 +82,16 @@ class SinkInfo:
     mode: str
     slots: tuple[str, ...]
     rows: str
+    # An explicit sink of at most INLINE_ROWS rows keeps its rows' lineage here, in the
+    # run's row (``(hippo_row_id, row_hash, slots)`` each), not in ``sink_rows``.
+    inline: tuple[tuple[Any, ...], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "version": self.version,
-                "mode": self.mode, "slots": list(self.slots), "rows": self.rows}
+        out = {"name": self.name, "path": self.path, "version": self.version,
+               "mode": self.mode, "slots": list(self.slots), "rows": self.rows}
+        if self.inline is not None:
+            out["inline"] = [list(r) for r in self.inline]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SinkInfo:
@@ -89,9 +99,11 @@ class SinkInfo:
         if rows not in SINK_ROWS_KINDS:
             raise StoreFormatError(f"sink `{data.get('name')}`: unknown rows kind `{rows}`")
         version = data.get("version")
+        inline = data.get("inline")
         return cls(str(data["name"]), str(data["path"]),
                    None if version is None else int(version), str(data.get("mode", "overwrite")),
-                   tuple(data["slots"]), rows)
+                   tuple(data["slots"]), rows,
+                   None if inline is None else tuple(tuple(r) for r in inline))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ A store is a folder of plain Delta tables that any Delta reader can open:
   stored JSON (``format``), and its ``steps``, one element per source read, step and
   sink write (lineage type, column mapping, encoding, spec, lineage state, code
   location, details). A run's metadata is this one row, so it lands in one commit;
-* ``sink_rows``: per written output row of an *explicit* sink, its id, a hash of its
-  values (to find it in the sink as written) and its slot ids. Written before the run's
-  row, so invisible until the run commits;
+* ``sink_rows``: per written output row of an *explicit* sink of more than 1,000 rows
+  (fewer are kept in the run's row), its id, a hash of its values (to find it in the
+  sink as written) and its slot ids. Written before the run's row, so invisible until
+  the run commits;
 * ``snapshots/<run_id>/<source>``: DataFrame sources, copied so their lineage stays
   answerable;
 * ``quarantine``: source rows a removal took out (as JSON of their columns), with the
@@ -37,7 +38,7 @@ from hippo.store.delta_log import read_plain
 
 __all__ = [
     "RUNS", "SINK_ROWS", "QUARANTINE", "REMOVALS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
-    "snapshot_path", "create_tables", "append_rows", "append_frame", "read_table",
+    "snapshot_path", "create_tables", "append_rows", "append_frame", "local_frame", "read_table",
     "check_store",
 ]
 
@@ -185,7 +186,7 @@ def check_store(spark: SparkSession, root: str) -> bool:
 def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str, Any]]) -> None:
     """Append metadata rows (a handful per run) in one Delta transaction."""
     if rows:
-        append_frame(_local_frame(spark, rows, SCHEMAS[table]).coalesce(1), root, table)
+        append_frame(local_frame(spark, rows, SCHEMAS[table]).coalesce(1), root, table)
 
 
 def append_frame(df: DataFrame, root: str, table: str, **options: str) -> None:
@@ -203,7 +204,7 @@ def append_frame(df: DataFrame, root: str, table: str, **options: str) -> None:
     committed(path, save, f"appending to the store table `{table}`")
 
 
-def _local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> DataFrame:
+def local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> DataFrame:
     """A DataFrame of a few rows made on the driver, converted through Arrow.
 
     ``createDataFrame`` of Python rows runs a Python worker task to convert them, about

@@ -122,19 +122,28 @@ def test_an_aggregate_sink_that_keeps_its_keys_stores_nothing_per_row(spark, sto
     assert [(r.airline, r.n) for r in fwd["top"].collect()] == [("UA", 1)]
 
 
-def test_an_aggregate_sink_joined_after_its_aggregate_stores_its_rows(spark, store, flights,
-                                                                      tmp_path):
+@pytest.mark.parametrize("inline_rows", [1000, 1])
+def test_an_aggregate_sink_joined_after_its_aggregate_stores_its_rows(
+        spark, store, flights, tmp_path, monkeypatch, inline_rows):
+    # Up to INLINE_ROWS rows are kept in the run's row; more go to the sink_rows table.
+    monkeypatch.setattr("hippo.capture.run.INLINE_ROWS", inline_rows)
     with store.run("joined") as run:
         src = run.source("flights", flights)
         names = run.source("names", spark.createDataFrame(
             [("AA", "American"), ("UA", "United")], "carrier string, name string"))
         out = src.groupBy("carrier").agg(F.count(F.lit(1)).alias("n")).join(names, "carrier")
         run.sink("named", out, str(tmp_path / "named"))
-    assert _sink_detail(spark, store, run.run_id, "named")["rows"] == "explicit"
-    assert _stored_sink_rows(spark, store, run.run_id) == 2
+    detail = _sink_detail(spark, store, run.run_id, "named")
+    assert detail["rows"] == "explicit"
+    if inline_rows >= 2:
+        assert len(detail["inline"]) == 2 and _stored_sink_rows(spark, store, run.run_id) == 0
+    else:
+        assert "inline" not in detail and _stored_sink_rows(spark, store, run.run_id) == 2
     back = store.backward("named", where="carrier = 'AA'")
     assert sorted(r.flight for r in back["flights"].collect()) == [1, 2]
     assert [r.name for r in back["names"].collect()] == ["American"]
+    fwd = store.forward("names", where="carrier = 'UA'")
+    assert [(r.carrier, r.n, r.name) for r in fwd["named"].collect()] == [("UA", 1, "United")]
 
 
 def test_a_run_that_raises_is_failed_and_its_lineage_is_invisible(store, flights, tmp_path):
