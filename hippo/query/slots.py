@@ -64,8 +64,6 @@ def nonempty(answers: dict[str, DataFrame]) -> dict[str, DataFrame]:
     return out
 
 
-# The columns of a sink's rows' lineage (``sink_rows`` without run and sink).
-SINK_ROW_COLUMNS = "hippo_row_id bigint, row_hash bigint, slots array<bigint>"
 _PART, _POS = "__hippo_part", "__hippo_pos"  # names no positional or hidden column has
 
 
@@ -235,10 +233,11 @@ class Slots:
             if prefilter is not None:
                 frame = frame.filter(prefilter)
             return sink_rows_of(frame, list(sink.columns), info.slots)
-        if info.inline is not None:
+        if info.inline is not None:  # kept in the run's row: the same rows, made locally
             return tables.local_frame(self.spark, [
-                {"hippo_row_id": i, "row_hash": h, "slots": list(s)} for i, h, s in info.inline
-            ], SINK_ROW_COLUMNS)
+                {"run_id": self.run.run_id, "sink": info.name, "hippo_row_id": i,
+                 "row_hash": h, "slots": list(s)} for i, h, s in info.inline
+            ], tables.SCHEMAS[tables.SINK_ROWS]).select("hippo_row_id", "row_hash", "slots")
         return tables.read_table(self.spark, self.run.root, tables.SINK_ROWS).filter(
             (F.col("run_id") == self.run.run_id) & (F.col("sink") == info.name)).select(
             "hippo_row_id", "row_hash", "slots")
