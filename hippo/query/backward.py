@@ -18,17 +18,20 @@ from pyspark.sql import functions as F
 from hippo.query.pushdown import BARE, Hint, few, hint_cond, hintable, hintable_type, isin
 from hippo.query.slots import Slots, check_columns, nonempty, query_errors
 from hippo.query.where import checked_filter
+from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
+from hippo.store import tables
 
 __all__ = ["backward", "lineage_of"]
 
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
 _COPIES = 2
-# (source op, ids, columns, hint: what every row of ids satisfies, or None)
-_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None"]
+# (source op, ids, columns, hint: what every row of ids satisfies, or None, the ids
+# themselves when they are few and known on the driver, or None)
+_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None", "list[int] | None"]
 # Wanted refs per slot: None = every column, else refs (source column names, or positions
 # at a group's input), with _ROWS when the rows themselves are wanted (a cell computed from
 # no column, such as count(*), is made by its rows).
@@ -41,7 +44,8 @@ def backward(slots: Slots, sink_name: str, where: str | Column, columns: list[st
     """Source name -> the contributing source rows (cells, with ``columns``) of the
     sink rows ``where`` chooses."""
     columns_written = slots.run.sink(sink_name).columns
-    with query_errors(slots.run, where, f"sink `{sink_name}`", columns_written):
+    with query_errors(slots.run, where, f"sink `{sink_name}`", columns_written), \
+            rebuilt_plans(slots.spark):
         return _backward(slots, sink_name, where, columns, influencing)
 
 
@@ -66,18 +70,90 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     run = slots.run
     sink = run.sink(sink_name)
     user = [c for c in chosen.columns if c != ROW_HASH]
-    hashes = chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct()
-    rows = slots.sink_rows(sink).join(hashes, "row_hash", "left_semi")
     state = sink.state
+    hashes, seen = _chosen_values(state, chosen, user)
+    prefilter = None
+    if sink.sink.rows == "replay" and seen:
+        prefilter = _copies_cond(state, seen, list(sink.columns))
+    rows = slots.sink_rows(sink, prefilter)
+    found = None
+    if hashes is not None:  # few: a filter, not a join (no shuffle, no second scan)
+        rows = rows.filter(isin(F.col("row_hash"), hashes))
+        found = few(rows)  # the rows themselves, if few
+    else:
+        rows = rows.join(chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct(),
+                         "row_hash", "left_semi")
     positions = None if columns is None else frozenset(
         p for p, c in enumerate(user) if c in columns)
     wanted = _wanted(state, positions, influencing)
+    if found is None and len(wanted) > 1:  # every slot's ids come from these rows: once
+        rows = rows.localCheckpoint(eager=True)
     work = _Work()
     for slot, refs in wanted.items():
-        ids = rows.select(slots.slot_of(sink, slot).alias("id")).where(F.col("id").isNotNull())
-        values = _key_values(state, slot, chosen, user)
-        work.add(slot, state.slots[slot], ids, refs, values)
+        origin = state.slots[slot]
+        values = _key_values(state, slot, seen)
+        hint = (_copies_hint(state, slot, seen) if origin.kind == "source" else None) or None
+        if found is None:
+            ids = rows.select(slots.slot_of(sink, slot).alias("id")).where(
+                F.col("id").isNotNull())
+            work.add(slot, origin, ids, refs, values, hint)
+            continue
+        at = sink.sink.slots.index(slot)
+        known = list(dict.fromkeys(r["slots"][at] for r in found
+                                   if r["slots"][at] is not None))
+        if known:  # the chosen rows' ids, made on the driver: no job reads them again
+            work.add(slot, origin, _id_frame(slots, known), refs, values, hint, known)
     return _assemble(slots, work.done(slots, influencing, grown))
+
+
+def _id_frame(slots: Slots, ids: list[int]) -> DataFrame:
+    """A DataFrame (column ``id``) of ids known on the driver."""
+    return tables.local_frame(slots.spark, [{"id": i} for i in ids], "id bigint")
+
+
+def _chosen_values(state: LineageState, chosen: DataFrame, user: list[str]
+                   ) -> tuple[list[int] | None, dict[int, list[Any]] | None]:
+    """The chosen rows' value hashes and, per user position that copies a source column
+    or holds a group key, the values they hold there; both None if the rows are many
+    (one read of at most 1,001 rows)."""
+    wanted = {p for p, copy in enumerate(state.copies) if copy is not None}
+    for slot, positions in state.keyed.items():
+        if state.slots[slot].kind == "key":
+            wanted |= set(positions)
+    pushable = sorted(p for p in wanted if p < len(user) and hintable(chosen, user[p]))
+    rows = few(chosen.select(F.col(ROW_HASH), *[F.col(quoted(user[p])) for p in pushable])
+               .distinct())
+    if rows is None:
+        return None, None
+    hashes = list(dict.fromkeys(r[0] for r in rows))
+    return hashes, {p: [r[i + 1] for r in rows] for i, p in enumerate(pushable)}
+
+
+def _comparable(values: list[Any]) -> bool:
+    """Whether an IN list of these values keeps every row holding one (NaN is left
+    out: data skipping over NaN statistics is not relied on)."""
+    return not any(isinstance(v, float) and v != v for v in values)
+
+
+def _copies_hint(state: LineageState, slot: str,
+                 seen: dict[int, list[Any]] | None) -> Hint:
+    """For a source slot of the chosen rows: the source columns its rows hold the
+    chosen rows' values in (the user columns that copy them)."""
+    if not seen:
+        return []
+    return [(copy[1], seen[p]) for p in sorted(seen)
+            if (copy := state.copy_at(p)) is not None and copy[0] == slot
+            and _comparable(seen[p])]
+
+
+def _copies_cond(state: LineageState, seen: dict[int, list[Any]],
+                 names: list[str]) -> Column | None:
+    """A filter on a replayed sink's frame (its written columns ``names``) keeping every
+    row the chosen rows may be: its copies of source columns hold the chosen values
+    (Spark pushes it into the source reads, which skip files by their statistics)."""
+    conds = [isin(F.col(quoted(names[p])), seen[p]) for p in sorted(seen)
+             if state.copy_at(p) is not None and p < len(names) and _comparable(seen[p])]
+    return reduce(lambda a, b: a & b, conds) if conds else None
 
 
 class _Work:
@@ -95,9 +171,10 @@ class _Work:
         self.paths: list[_Path] = []
 
     def add(self, slot: str, origin: Origin, ids: DataFrame, refs: frozenset[Any] | None,
-            values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None) -> None:
+            values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None,
+            known: list[int] | None = None) -> None:
         if origin.kind == "source":
-            self.paths.append((origin.op, ids, refs, hint))
+            self.paths.append((origin.op, ids, refs, hint, known))
             return
         self.todo.setdefault((slot, refs), []).append((origin, ids, values, hint))
 
@@ -113,16 +190,15 @@ class _Work:
         return self.paths
 
 
-def _key_values(state: LineageState, slot: str, chosen: DataFrame,
-                user: list[str]) -> list[tuple[Any, ...]] | None:
+def _key_values(state: LineageState, slot: str,
+                seen: dict[int, list[Any]] | None) -> list[tuple[Any, ...]] | None:
     """The group keys of the chosen rows for a key slot they still hold, if few."""
     positions = state.keyed.get(slot)
-    if state.slots[slot].kind != "key" or positions is None:
+    if state.slots[slot].kind != "key" or positions is None or seen is None:
         return None
-    if not all(hintable(chosen, user[p]) for p in positions):
+    if not all(p in seen for p in positions):
         return None
-    rows = few(chosen.select(*[F.col(quoted(user[p])) for p in positions]).distinct())
-    return None if rows is None else [tuple(r) for r in rows]
+    return list(dict.fromkeys(zip(*[seen[p] for p in positions])))
 
 
 def _key_hints(slots: Slots, origin: KeySlot, inner: LineageState,
@@ -246,9 +322,18 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
         if len(col_sets) == 1:
             only = next(iter(col_sets))
             keep = cols if only is None else [c for c in cols if c in only]
-            ids = reduce(DataFrame.union, [p[1] for p in items]).distinct()
-            result = src.join(ids.withColumnRenamed("id", ID), ID, "left_semi").select(
-                *[F.col(quoted(c)) for c in keep], F.col(ID).alias("hippo_row_id"))
+            if all(p[4] is not None for p in items):
+                known = list(dict.fromkeys(i for p in items for i in p[4]))
+            else:
+                ids = reduce(DataFrame.union, [p[1] for p in items]).distinct()
+                found = few(ids)
+                known = None if found is None else [r[0] for r in found]
+            if known is not None:  # few: a filter, not a join (no shuffle, no second scan)
+                result = src.filter(isin(F.col(ID), known))
+            else:
+                result = src.join(ids.withColumnRenamed("id", ID), ID, "left_semi")
+            result = result.select(*[F.col(quoted(c)) for c in keep],
+                                   F.col(ID).alias("hippo_row_id"))
         else:
             result = _nulled(src, cols, items)
         out[name] = result

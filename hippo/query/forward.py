@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from hippo.query.pushdown import copies_filter, few, hintable
 from hippo.query.slots import Slots, check_columns, flag_any, nonempty, query_errors
 from hippo.query.where import checked_filter
+from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import Cell, FrameSlot, KeySlot, LineageState, Origin
@@ -26,7 +27,8 @@ def forward(slots: Slots, source_name: str, where: str | Column,
             columns: list[str] | None) -> dict[str, DataFrame]:
     """Sink name -> the written rows the source rows ``where`` chooses reached."""
     columns_read = slots.run.source(source_name).columns
-    with query_errors(slots.run, where, f"source `{source_name}`", columns_read):
+    with query_errors(slots.run, where, f"source `{source_name}`", columns_read), \
+            rebuilt_plans(slots.spark):
         return _forward(slots, source_name, where, columns)
 
 
