@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,11 @@ from hippo.session import HippoSettings, load_settings
 from hippo.store import tables
 
 __all__ = ["LineageStore"]
+
+# How many runs' rebuilt plans a store keeps for its queries (each holds its steps'
+# DataFrames: plans only, no rows). Older ones are dropped, and Py4J releases their
+# JVM objects.
+RUNS_KEPT = 8
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,8 @@ class LineageStore:
         self.path = path if "://" in path else os.path.abspath(path)
         self.settings: HippoSettings = load_settings(strict=strict)
         self._catalog: Catalog | None = None
-        self._runs: dict[str, Slots] = {}
+        # The runs queried lately, least recent first: their rebuilt plans stay warm.
+        self._runs: OrderedDict[str, Slots] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"LineageStore({self.path!r})"
@@ -270,6 +277,10 @@ class LineageStore:
         return self._catalog.find(kind, name, run_id)
 
     def _slots(self, run_id: str) -> Slots:
-        if run_id not in self._runs:
-            self._runs[run_id] = Slots(load_run(self.spark, self.path, run_id))
-        return self._runs[run_id]
+        if run_id in self._runs:
+            self._runs.move_to_end(run_id)
+            return self._runs[run_id]
+        slots = self._runs[run_id] = Slots(load_run(self.spark, self.path, run_id))
+        while len(self._runs) > RUNS_KEPT:  # the least recent run's plans are let go
+            self._runs.popitem(last=False)
+        return slots

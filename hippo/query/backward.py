@@ -16,13 +16,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.query.pushdown import BARE, Hint, few, hint_cond, hintable, hintable_type, isin
-from hippo.query.slots import Slots, check_columns, nonempty, query_errors
+from hippo.query.slots import Slots, check_columns, id_frame, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
-from hippo.store import tables
 
 __all__ = ["backward", "lineage_of"]
 
@@ -102,13 +101,8 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
         known = list(dict.fromkeys(r["slots"][at] for r in found
                                    if r["slots"][at] is not None))
         if known:  # the chosen rows' ids, made on the driver: no job reads them again
-            work.add(slot, origin, _id_frame(slots, known), refs, values, hint, known)
+            work.add(slot, origin, id_frame(slots.spark, known), refs, values, hint, known)
     return _assemble(slots, work.done(slots, influencing, grown))
-
-
-def _id_frame(slots: Slots, ids: list[int]) -> DataFrame:
-    """A DataFrame (column ``id``) of ids known on the driver."""
-    return tables.local_frame(slots.spark, [{"id": i} for i in ids], "id bigint")
 
 
 def _chosen_values(state: LineageState, chosen: DataFrame, user: list[str]
@@ -310,6 +304,7 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
     for path in paths:
         by_source.setdefault(path[0], []).append(path)
     out: dict[str, DataFrame] = {}
+    small = set()  # answers read by few ids known on the driver
     for op_id, items in by_source.items():
         name = slots.run.steps[op_id].source.name
         src = slots.run.frame(op_id)
@@ -330,6 +325,7 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
                 known = None if found is None else [r[0] for r in found]
             if known is not None:  # few: a filter, not a join (no shuffle, no second scan)
                 result = src.filter(isin(F.col(ID), known))
+                small.add(name)
             else:
                 result = src.join(ids.withColumnRenamed("id", ID), ID, "left_semi")
             result = result.select(*[F.col(quoted(c)) for c in keep],
@@ -337,7 +333,7 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
         else:
             result = _nulled(src, cols, items)
         out[name] = result
-    return nonempty(out)
+    return nonempty(out, frozenset(small))
 
 
 def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:

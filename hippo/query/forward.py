@@ -12,13 +12,14 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.query.pushdown import copies_filter, few, hintable
-from hippo.query.slots import Slots, check_columns, flag_any, nonempty, query_errors
+from hippo.query.pushdown import copies_filter, few, hintable, isin
+from hippo.query.slots import Slots, check_columns, flag_any, id_frame, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import Cell, FrameSlot, KeySlot, LineageState, Origin
+from hippo.store import tables
 
 __all__ = ["forward"]
 
@@ -42,15 +43,20 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
     check_columns(columns, user, target)
     picked = checked_filter(src, where, target, user)
     pushable = [c for c in user if hintable(src, c)]
-    rows = few(picked.select(*[F.col(quoted(c)) for c in pushable])) if pushable else None
+    # The chosen rows' ids and values, if few: one read, then filters instead of joins.
+    rows = few(picked.select(F.col(ID), *[F.col(quoted(c)) for c in pushable]))
     if rows == []:  # the where chose no row: nothing is reached
         return {}
-    # Each path filters the source again for the chosen ids: with data skipping that
-    # costs as little as putting the few ids into the plan as a literal (measured).
-    chosen = picked.select(F.col(ID).alias("id"))
-    values = None if rows is None else {c: [r[i] for r in rows] for i, c in enumerate(pushable)}
+    values = None if rows is None else {
+        c: [r[i + 1] for r in rows] for i, c in enumerate(pushable)}
+    if rows is None:
+        chosen: _Ids = (picked.select(F.col(ID).alias("id")), None)
+    else:
+        known = list(dict.fromkeys(r[0] for r in rows))
+        chosen = (id_frame(slots.spark, known), known)
     wanted_cols = None if columns is None else frozenset(columns)
     out: dict[str, DataFrame] = {}
+    small = set()  # answers of few rows known on the driver
     reach = _Reach(slots, source.op_id, chosen, wanted_cols, values)
     for sink in run.sinks.values():
         state = sink.state
@@ -59,23 +65,41 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
             refs = None if wanted_cols is None else _slot_refs(state, slot, None)
             ids = reach(slot, origin, refs)
             if ids is not None:
-                reached.append((slot, ids))
+                reached.append((slot, *ids))
         if not reached:
             continue
+        written = slots.written(sink)
+        # Rows holding a chosen source row in a slot hold its values in their copies.
+        near = copies_filter(state, written.columns, [s for s, *_ in reached],
+                             source.op_id, values, positional=False)
         prefilter = None
         if sink.sink.rows == "replay":
             frame = run.frame(sink.inputs[0])
-            prefilter = copies_filter(state, frame.columns, [s for s, _ in reached],
+            prefilter = copies_filter(state, frame.columns, [s for s, *_ in reached],
                                       source.op_id, values, positional=False)
         hit = flag_any(slots.sink_rows(sink, prefilter), reached,
                        lambda slot, sink=sink: slots.slot_of(sink, slot))
-        written = slots.written(sink).dropDuplicates([ROW_HASH])
         names = [c for c in written.columns if c != ROW_HASH]
-        result = written.join(hit.select(F.col("row_hash").alias(ROW_HASH), "hippo_row_id"),
-                              ROW_HASH).select(*[F.col(quoted(c)) for c in names],
-                                               "hippo_row_id")
-        out[sink.sink.name] = result
-    return nonempty(out)
+        found = None
+        if all(known is not None for *_, known in reached):
+            found = few(hit.select("row_hash", "hippo_row_id"))
+        if found == []:
+            continue
+        if found is None:
+            written = written.dropDuplicates([ROW_HASH])
+            hit = hit.select(F.col("row_hash").alias(ROW_HASH), "hippo_row_id")
+        else:  # few rows: their hashes pick the written rows (no join over the sink)
+            if near is not None:
+                written = written.filter(near)
+            written = written.filter(isin(F.col(ROW_HASH), [r[0] for r in found]))
+            written = written.dropDuplicates([ROW_HASH])
+            hit = tables.local_frame(slots.spark, [
+                {ROW_HASH: r[0], "hippo_row_id": r[1]} for r in found],
+                f"{ROW_HASH} bigint, hippo_row_id bigint")
+            small.add(sink.sink.name)
+        out[sink.sink.name] = written.join(hit, ROW_HASH).select(
+            *[F.col(quoted(c)) for c in names], "hippo_row_id")
+    return nonempty(out, frozenset(small))
 
 
 def _slot_refs(state: LineageState, slot: str,
@@ -87,30 +111,43 @@ def _slot_refs(state: LineageState, slot: str,
     return frozenset(r for s, r in cells if s == slot)
 
 
+# A slot's reached ids: as a DataFrame (column ``id``), and as a list when they are few.
+_Ids = tuple[DataFrame, "list[int] | None"]
+
+
 class _Reach:
     """The ids each slot holds that the chosen source rows reach, each slot resolved
     once per query (rows of a window step carry every earlier window's slots again, so
-    a chain of k windows would otherwise resolve 2^k times); a window's slot's ids are
-    computed once, so later plans read them instead of nesting theirs."""
+    a chain of k windows would otherwise resolve 2^k times). A group's or frame's
+    reached ids are read once: to the driver if few, else kept on the executors, so
+    later plans read them instead of nesting theirs."""
 
-    def __init__(self, slots: Slots, source_op: int, chosen: DataFrame,
+    def __init__(self, slots: Slots, source_op: int, chosen: _Ids,
                  columns: frozenset[str] | None, values: dict[str, list[Any]] | None) -> None:
         self.slots, self.source_op, self.chosen = slots, source_op, chosen
         self.columns, self.values = columns, values
-        self.memo: dict[tuple[str, Any], DataFrame | None] = {}
+        self.memo: dict[tuple[str, Any], _Ids | None] = {}
 
     def __call__(self, slot: str, origin: Origin, refs: frozenset[Any] | None
-                 ) -> DataFrame | None:
+                 ) -> _Ids | None:
         key = (slot, refs)
         if key not in self.memo:
             found = self._reach(origin, refs)
-            if found is not None and origin.kind in ("key", "frame") \
-                    and "Window" in self.slots.run.steps[origin.op].kinds:
-                found = found.localCheckpoint(eager=True)  # windows chain: cut the plan
+            if found is not None and origin.kind != "source":
+                ids = few(found)
+                if ids == []:
+                    found = None
+                elif ids is not None:
+                    known = [r[0] for r in ids]
+                    found = (id_frame(self.slots.spark, known), known)
+                else:
+                    found = (found.localCheckpoint(eager=True), None)
             self.memo[key] = found
         return self.memo[key]
 
-    def _reach(self, origin: Origin, refs: frozenset[Any] | None) -> DataFrame | None:
+    def _reach(self, origin: Origin, refs: frozenset[Any] | None) -> Any:
+        """A source slot's reached ids (``_Ids``), or a group's or frame's as a DataFrame;
+        None if the chosen rows cannot reach the slot."""
         slots, source_op, values = self.slots, self.source_op, self.values
         if origin.kind == "source":
             if origin.op != source_op:
@@ -124,7 +161,7 @@ class _Reach:
             inner_refs = None if refs is None else _slot_refs(inner, slot, refs)
             ids = self(slot, inner_origin, inner_refs)
             if ids is not None:
-                reached.append((slot, ids))
+                reached.append((slot, *ids))
         if not reached:
             return None
         if isinstance(origin, FrameSlot):
@@ -133,7 +170,7 @@ class _Reach:
         where = None
         if isinstance(origin, KeySlot):
             names = slots.run.frame(origin.input_op).columns
-            where = copies_filter(inner, names, [s for s, _ in reached], source_op, values,
+            where = copies_filter(inner, names, [s for s, *_ in reached], source_op, values,
                                   positional=True)
         rows = slots.group(origin, where)
         hit = flag_any(rows, reached, F.col)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from hippo.errors import (
@@ -32,10 +32,11 @@ from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import FrameSlot, KeySlot, LineageState, Origin
 from hippo.recorded.steps import Step
+from hippo.query.pushdown import isin
 from hippo.query.where import checked_filter
 from hippo.store import tables
 
-__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any", "chosen_ids",
+__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any", "id_frame", "local_rows", "chosen_ids",
            "cut_sources"]
 
 
@@ -47,21 +48,45 @@ def check_columns(columns: list[str] | None, known: list[str], target: str) -> N
             raise UnknownColumnError(c, target, known)
 
 
-def nonempty(answers: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """Compute each answer once (kept on the executors) and keep those with rows.
+def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset()
+             ) -> dict[str, DataFrame]:
+    """Compute each answer once and keep those with rows.
 
     Checking emptiness and then letting the user count would run the whole lineage
-    query twice; a local checkpoint runs it once. (Computing the answers concurrently
-    gained nothing measurable on 2 cores; counting the rows on the way, as an observed
-    metric, instead of asking the checkpoint whether it is empty, was 0.1 s slower per
-    query: the count arrives through the listener bus.)
+    query twice; a local checkpoint runs it once. An answer in ``small`` (its rows
+    come from few ids known on the driver) is collected instead, into a local relation
+    made in the JVM (exact types, no Python conversion): one job, its emptiness known
+    without another, and the user's actions on it read no files (a larger one falls back
+    to the checkpoint). (Computing the answers concurrently gained nothing measurable on
+    2 cores; counting the rows on the way, as an observed metric, instead of asking the
+    checkpoint whether it is empty, was 0.1 s slower per query: the count arrives through
+    the listener bus.)
     """
     out = {}
     for name, result in answers.items():
-        result = result.localCheckpoint(eager=True)
-        if not result.isEmpty():
-            out[name] = result
+        kept = local_rows(result) if name in small else None
+        if kept is None:
+            kept = result.localCheckpoint(eager=True)
+            if kept.isEmpty():
+                continue
+        elif kept.isEmpty():  # a local relation: answered without a job
+            continue
+        out[name] = kept
     return out
+
+
+# An answer of at most this many rows may be collected into a local relation.
+_LOCAL_ROWS = 1000
+
+
+def local_rows(df: DataFrame) -> DataFrame | None:
+    """``df`` computed into a local relation in the JVM, if it has at most
+    ``_LOCAL_ROWS`` rows (read: at most one more), else None."""
+    spark = df.sparkSession
+    jrows = df._jdf.limit(_LOCAL_ROWS + 1).collectAsList()
+    if jrows.size() > _LOCAL_ROWS:
+        return None
+    return DataFrame(spark._jsparkSession.createDataFrame(jrows, df._jdf.schema()), spark)
 
 
 _PART, _POS = "__hippo_part", "__hippo_pos"  # names no positional or hidden column has
@@ -105,18 +130,29 @@ def query_errors(run: RecordedRun, where: str | Column, target: str,
         raise
 
 
-def flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame]],
+def flag_any(rows: DataFrame, reached: list[tuple[str, DataFrame, list[int] | None]],
              slot_col: Callable[[str], Column]) -> DataFrame:
-    """The rows (multiplicity kept) any of whose slots holds a reached id."""
+    """The rows (multiplicity kept) any of whose slots holds a reached id: per slot, the
+    reached ids, and the same ids as a list when they are few and known on the driver
+    (then a filter, with no join)."""
+    if all(known is not None for _, _, known in reached):
+        return rows.filter(reduce(lambda a, b: a | b, [
+            isin(slot_col(slot), known) for slot, _, known in reached]))
     flagged = rows
     flags = []
-    for j, (slot, ids) in enumerate(reached):
+    for j, (slot, ids, _) in enumerate(reached):
         flag, mark = f"__hippo_hit{j}", f"__hippo_mark{j}"  # names no user column has
         flags.append(flag)
         marks = ids.distinct().select(F.col("id").alias(mark), F.lit(True).alias(flag))
         flagged = flagged.join(marks, slot_col(slot) == F.col(mark), "left").drop(mark)
     cond = reduce(lambda a, b: a | b, [F.coalesce(F.col(f), F.lit(False)) for f in flags])
     return flagged.filter(cond).drop(*flags)
+
+
+def id_frame(spark: SparkSession, ids: list[int]) -> DataFrame:
+    """A DataFrame (column ``id``) of ids known on the driver: a local relation, which
+    Spark broadcasts where it is joined."""
+    return tables.local_frame(spark, [{"id": i} for i in ids], "id bigint")
 
 
 class Slots:
@@ -137,7 +173,7 @@ class Slots:
         return pos.withColumn(KEY, key).toDF(*df.columns, KEY)
 
     def frame_rows(self, origin: FrameSlot, own: DataFrame | None = None,
-                   hit: list[tuple[str, DataFrame]] | None = None,
+                   hit: list[tuple[str, DataFrame, list[int] | None]] | None = None,
                    whole: bool = False) -> DataFrame:
         """The rows in the window frames of an ordered window step's rows, each with the
         id of the row whose frame holds it (column ``KEY``): of the rows whose ids

@@ -207,6 +207,25 @@ def test_queries_use_the_latest_successful_run_unless_a_run_is_named(spark, stor
     assert sorted(r.flight for r in old.collect()) == [1, 2]
 
 
+def test_a_store_keeps_the_plans_of_few_runs_and_answers_the_same_after_dropping_them(
+        spark, store, flights, tmp_path, monkeypatch):
+    import hippo.lineage_store as lineage_store
+
+    monkeypatch.setattr(lineage_store, "RUNS_KEPT", 1)
+    first = _record(store, flights, str(tmp_path / "out1"))
+    spark.createDataFrame([(5, "AA", 1.0)], "flight int, carrier string, delay double") \
+        .write.format("delta").mode("append").save(flights)
+    second = _record(store, flights, str(tmp_path / "out2"))
+
+    def flights_of(run):
+        got = store.backward("by_carrier", where="carrier = 'AA'", run_id=run.run_id)
+        return sorted(r.flight for r in got["flights"].collect())
+
+    assert [flights_of(first), flights_of(second), flights_of(first)] == [
+        [1, 2], [1, 2, 5], [1, 2]]
+    assert list(store._runs) == [first.run_id]  # the other run's plans were let go
+
+
 def test_sources_and_sinks_are_checked_when_recorded(store, flights, tmp_path):
     with pytest.raises(HippoError, match="is not a Delta table"):
         with store.run("bad") as run:
