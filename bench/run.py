@@ -10,6 +10,8 @@ Figures (each printed with the machine, Spark settings and the command):
   with the codec of hippo's store tables; :mod:`bench.cellwise`) (scale ``--storage-sf``).
 * ``latency``: backward from random output rows and forward from random source rows, at
   row and cell level, warm session, answers counted; p50 and p95 (scale ``--sf``).
+* ``soak``: memory the JVM and Python retain over ``--soak`` queries (default 1,000) in
+  one session: flat means nothing a query makes outlives it.
 * ``memory``: peak RSS of the JVM (driver and executors in local mode) and of the
   Python driver, sampled during every phase.
 
@@ -40,7 +42,7 @@ from bench.workloads import Workload
 from hippo.store import tables
 
 BENCH = Path(__file__).resolve().parent
-FIGURES = ("overhead", "storage", "latency", "memory")
+FIGURES = ("overhead", "storage", "latency", "soak", "memory")
 TARGETS = {"overhead": 1.10, "storage": 1000.0, "latency": 1.0}
 
 
@@ -267,6 +269,78 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
                "answer rows (median)", "empty answers"], rows)])
 
 
+# -- e. memory over many queries --------------------------------------------------------
+def _heap_after_gc(spark: Any) -> int:
+    """Bytes of JVM heap still in use after a full collection (what the JVM retains)."""
+    jvm = spark.sparkContext._jvm
+    jvm.java.lang.System.gc()
+    runtime = jvm.java.lang.Runtime.getRuntime()
+    return runtime.totalMemory() - runtime.freeMemory()
+
+
+def _slope(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of ``(x, y)`` points (0 for fewer than two)."""
+    if len(points) < 2:
+        return 0.0
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
+
+
+def figure_soak(ctx: Context, wl: Workload, queries: int, seed: int) -> str:
+    """``queries`` lineage queries in one session (backward and forward, row and cell,
+    over random picks, in turn), with the memory the JVM and Python retain sampled
+    along the way: flat means nothing a query makes outlives it."""
+    import gc
+
+    import psutil
+
+    store = ctx.stores.get(wl.name)
+    tdir = ctx.work / "tracked" / wl.name
+    if store is None:
+        store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
+        workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+    sink, column = next(iter(wl.measure.items()))
+    written = ctx.spark.read.format("delta").load(str(tdir / sink))
+    outs = [workloads.row_predicate(r) for r in workloads.sample_rows(written, 20, seed)]
+    ins = [workloads.row_predicate(r) for r in _reaching_rows(store, wl, tdir, 20, seed)]
+    kinds = [
+        lambda i: store.backward(sink, where=outs[i % len(outs)]),
+        lambda i: store.backward(sink, where=outs[i % len(outs)], columns=[column]),
+        lambda i: store.forward(wl.forward_source, where=ins[i % len(ins)]),
+        lambda i: store.forward(wl.forward_source, where=ins[i % len(ins)],
+                                columns=[wl.forward_column]),
+    ]
+    me = psutil.Process()
+    every = max(1, queries // 10)
+    rows, samples = [], []
+    t0 = time.perf_counter()
+    for i in range(queries + 1):
+        if i % every == 0 or i == queries:
+            heap = _heap_after_gc(ctx.spark)
+            py_rss, jvm_rss = me.memory_info().rss, ctx.sampler.jvm_rss()
+            samples.append((i, heap, py_rss))
+            rows.append([f"{i:,}", human(heap), human(jvm_rss), human(py_rss),
+                         f"{len(gc.get_objects()):,}", f"{time.perf_counter() - t0:.0f}"])
+            _log(f"soak {wl.name}: {i} queries, heap after GC {human(heap)}, "
+                 f"Python RSS {human(py_rss)}")
+        if i < queries:
+            _timed(lambda: kinds[i % len(kinds)](i // len(kinds)))
+    half = [s for s in samples if s[0] >= queries // 2]
+    growth, py_growth = (_slope([(s[0], s[k]) for s in half]) * 1000 for k in (1, 2))
+    return "\n".join([
+        f"### e. Memory over {queries:,} queries ({wl.name}, one warm session)", "",
+        f"Backward and forward, row and cell level, in turn, from {len(outs)} output and "
+        f"{len(ins)} source picks. JVM heap in use after a full GC (`System.gc()` before "
+        "each sample: what the JVM retains, not what it has reserved), the JVM's and the "
+        "Python driver's RSS, and the Python objects alive (no `gc.collect()` is called). "
+        f"Growth over the second half (least-squares slope): JVM heap {human(growth)} "
+        f"and Python RSS {human(py_growth)} per 1,000 queries.", "",
+        table(["queries", "JVM heap after GC", "JVM RSS", "Python RSS", "Python objects",
+               "elapsed s"], rows)])
+
+
 # -- d. memory --------------------------------------------------------------------------
 def figure_memory(sampler: MemorySampler, spark: Any) -> str:
     driver = spark.sparkContext.getConf().get("spark.driver.memory", "1g")
@@ -296,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--picks", type=int, default=20)
+    parser.add_argument("--soak", type=int, default=1000, help="queries of the soak figure")
+    parser.add_argument("--soak-workload", default="q3", help="workload of the soak figure")
     parser.add_argument("--seed", type=int, default=2017)
     parser.add_argument("--q18-quantity", type=int, default=300)
     parser.add_argument("--master", default="local[2]")
@@ -329,13 +405,18 @@ def main(argv: list[str] | None = None) -> int:
             if "storage" in figures:
                 ctx = prepare(spark, args.storage_sf, args.data, args.work, chosen, sampler)
                 out.add(figure_storage(ctx, chosen))
-            if "overhead" in figures or "latency" in figures:
-                ctx = prepare(spark, args.sf, args.data, args.work, chosen, sampler)
+            if {"overhead", "latency", "soak"} & set(figures):
+                soaked = every[args.soak_workload]
+                ctx = prepare(spark, args.sf, args.data, args.work,
+                              chosen + [soaked] * (soaked not in chosen), sampler)
                 if "overhead" in figures:
                     out.add(figure_overhead(ctx, chosen, args.pairs, args.warmup))
                 if "latency" in figures:
                     for wl in for_latency:  # one section each, saved as it completes
                         out.add(figure_latency(ctx, [wl], args.picks, args.seed))
+                if "soak" in figures:
+                    with sampler.phase(f"soak sf{ctx.sf:g}"):
+                        out.add(figure_soak(ctx, soaked, args.soak, args.seed))
         finally:
             if "memory" in figures:
                 out.add(figure_memory(sampler, spark))
