@@ -28,9 +28,10 @@ __all__ = ["backward", "lineage_of"]
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
 _COPIES = 2
-# (source op, ids, columns, hint: what every row of ids satisfies, or None, the ids
-# themselves when they are few and known on the driver, or None)
-_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None", "list[int] | None"]
+# (source op, ids, columns, hint: what every row of ids satisfies, or None, known: the
+# ids themselves when they are few and read to the driver, False when they are many,
+# None when not read yet)
+_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None", "list[int] | bool | None"]
 # Wanted refs per slot: None = every column, else refs (source column names, or positions
 # at a group's input), with _ROWS when the rows themselves are wanted (a cell computed from
 # no column, such as count(*), is made by its rows).
@@ -95,7 +96,7 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
         if found is None:
             ids = rows.select(slots.slot_of(sink, slot).alias("id")).where(
                 F.col("id").isNotNull())
-            work.add(slot, origin, ids, refs, values, hint)
+            work.add(slot, origin, ids, refs, values, hint, known=False)  # many rows
             continue
         at = sink.sink.slots.index(slot)
         known = list(dict.fromkeys(r["slots"][at] for r in found
@@ -166,7 +167,7 @@ class _Work:
 
     def add(self, slot: str, origin: Origin, ids: DataFrame, refs: frozenset[Any] | None,
             values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None,
-            known: list[int] | None = None) -> None:
+            known: list[int] | bool | None = None) -> None:
         if origin.kind == "source":
             self.paths.append((origin.op, ids, refs, hint, known))
             return
@@ -255,18 +256,26 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
     group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
     copies = _group_copies(origin, inner, rows, wanted) if values is not None else {}
-    if len(wanted) > 1 or copies or isinstance(origin, FrameSlot):
-        # Every slot's answer reads the same group: compute it once (its ids, and
-        # the copies of source columns that say where those source rows are).
-        kept = [F.col(slot) for slot in wanted] + [
-            F.col(f"__v{i}") for pairs in copies.values() for i, _ in pairs]
-        group = group.select(*kept).localCheckpoint(eager=True)
-    if copies:
-        for slot, hint_ in _group_hints(group, copies).items():
+    # Every slot's ids, and the copies of source columns that say where those source
+    # rows are, come from the same group: computed once, then read to the driver if
+    # few (at most 1,001 rows, from the checkpoint).
+    kept = [F.col(slot) for slot in wanted] + [
+        F.col(f"__v{i}") for pairs in copies.values() for i, _ in pairs]
+    group = group.select(*kept).localCheckpoint(eager=True)
+    found = few(group)
+    if copies and found is not None:
+        for slot, hint_ in _group_hints(found, copies).items():
             hints[slot] = hints.get(slot, []) + hint_
     for slot, slot_refs in wanted.items():
-        slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
-        work.add(slot, inner.slots[slot], slot_ids, slot_refs, hint=hints.get(slot))
+        if found is None:  # many: the ids stay on the executors
+            slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
+            work.add(slot, inner.slots[slot], slot_ids, slot_refs, hint=hints.get(slot),
+                     known=False)
+            continue
+        known = list(dict.fromkeys(r[slot] for r in found if r[slot] is not None))
+        if known:
+            work.add(slot, inner.slots[slot], id_frame(slots.spark, known), slot_refs,
+                     hint=hints.get(slot), known=known)
 
 
 def _group_copies(origin: Origin, inner: LineageState, rows: DataFrame,
@@ -289,12 +298,9 @@ def _group_copies(origin: Origin, inner: LineageState, rows: DataFrame,
     return copies
 
 
-def _group_hints(group: DataFrame, copies: dict[str, list[tuple[int, str]]]) -> dict[str, Hint]:
-    """The values the group's rows hold in each copy, if the group is small."""
-    cols = [i for pairs in copies.values() for i, _ in pairs]
-    found = few(group.select(*[f"__v{i}" for i in cols]))  # reads at most 1,001 rows
-    if found is None:
-        return {}
+def _group_hints(found: list[Any], copies: dict[str, list[tuple[int, str]]]
+                 ) -> dict[str, Hint]:
+    """The values the group's rows (``found``, read to the driver) hold in each copy."""
     return {slot: [(source_col, [r[f"__v{i}"] for r in found]) for i, source_col in pairs]
             for slot, pairs in copies.items()}
 
@@ -317,11 +323,12 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
         if len(col_sets) == 1:
             only = next(iter(col_sets))
             keep = cols if only is None else [c for c in cols if c in only]
-            if all(p[4] is not None for p in items):
+            if all(isinstance(p[4], list) for p in items):
                 known = list(dict.fromkeys(i for p in items for i in p[4]))
             else:
                 ids = reduce(DataFrame.union, [p[1] for p in items]).distinct()
-                found = few(ids)
+                many = any(p[4] is False for p in items)
+                found = None if many else few(ids)
                 known = None if found is None else [r[0] for r in found]
             if known is not None:  # few: a filter, not a join (no shuffle, no second scan)
                 result = src.filter(isin(F.col(ID), known))

@@ -36,8 +36,8 @@ from hippo.query.pushdown import isin
 from hippo.query.where import checked_filter
 from hippo.store import tables
 
-__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any", "id_frame", "local_rows", "chosen_ids",
-           "cut_sources"]
+__all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any", "id_frame",
+           "local_rows", "chosen_ids", "cut_sources"]
 
 
 def check_columns(columns: list[str] | None, known: list[str], target: str) -> None:
