@@ -3,10 +3,15 @@
 What is replayed is the run as recorded (each step's spec over the pinned source
 versions), never today's pipeline code, so a run recorded by an older version of the
 code replays as it ran. With ``where``, only the chosen output rows are recomputed, from
-only their backward lineage: the sources are cut to the rows backward finds (every row
-of every group that reaches the output, so each recomputed row sees all its inputs),
-the steps rebuilt over those rows, and the rows whose ids are the chosen ones kept
-(rows of partial groups the cut leaves over have other ids).
+only their backward lineage. When they are few (at most 1,000) and hold group keys or
+copies of source columns, that is one pass: the steps are rebuilt under a filter on
+those values, which Spark pushes below the aggregates and joins into the source reads,
+and the rows whose ids are the chosen ones are kept (at 10 million source rows, 0.7 s
+instead of 1.8 s for one group, whose rows every source file holds). Otherwise the
+sources are cut to the rows backward finds (every row of every group that reaches the
+output, so each recomputed row sees all its inputs), the steps rebuilt over those rows,
+and the rows whose ids are the chosen ones kept (rows of partial groups the cut leaves
+over have other ids).
 
 A step that picks rows in no fixed order (``limit``, ``dropDuplicates``)
 would not pick the same rows again, so a sink downstream of one is replayed from the
@@ -23,12 +28,15 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hippo.errors import ReplayError
-from hippo.query.backward import backward
+from hippo.query.backward import backward, chosen_values, copies_cond
+from hippo.query.pushdown import few, isin
 from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
+from hippo.query.where import checked_filter
 from hippo.recorded import spec as S
 from hippo.recorded.ids import ID, is_hidden, quoted
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.run import RecordedRun
+from hippo.recorded.sink_rows import ROW_HASH, row_hash
 from hippo.recorded.steps import Step
 
 __all__ = ["replay", "check_replayable"]
@@ -74,6 +82,10 @@ def _replay(slots: Slots, run: RecordedRun, sinks: list[str],
             if where is None and not picked:
                 out[name] = _user(run.frame(sink.inputs[0]), sink).localCheckpoint(eager=True)
                 continue
+            kept = None if picked else _pushed(slots, run, sink, chosen)
+            if kept is not None:
+                out[name] = _user(kept, sink).localCheckpoint(eager=True)
+                continue
             lineage = backward(slots, name, chosen, None, False)
             frame = run.frames(sink.inputs[0], cut_sources(run, lineage),
                                every_row=picked)[sink.inputs[0]]
@@ -84,6 +96,33 @@ def _replay(slots: Slots, run: RecordedRun, sinks: list[str],
                 kept = frame.join(ids.withColumnRenamed("id", ID), ID, "left_semi")
             out[name] = _user(kept, sink).localCheckpoint(eager=True)
     return out
+
+
+def _pushed(slots: Slots, run: RecordedRun, sink: Step, where: str | Column
+            ) -> DataFrame | None:
+    """The chosen rows recomputed in one pass, when they are few and hold copies of
+    source columns: the sink's steps rebuilt under a filter on those copies (Spark
+    pushes it through the steps into the source reads, so only rows that can reach a
+    chosen row are read, and no lineage is looked up first), then the rows whose ids
+    are the chosen ones kept. None when this cannot be done (many rows, no copies)."""
+    written = slots.written(sink)
+    user = [c for c in written.columns if c != ROW_HASH]
+    chosen = checked_filter(written, where, f"sink `{sink.sink.name}`", user)
+    info, state = sink.sink, sink.state
+    keyed = info.rows == "keyed"
+    found, seen = chosen_values(state, chosen, user,
+                                slots.key_hash(sink, written) if keyed else None)
+    cond = None if seen is None else copies_cond(state, seen, list(sink.columns), keys=True)
+    if cond is None:
+        return None
+    frame = run.frame(sink.inputs[0]).filter(cond)
+    if keyed:  # found: the chosen rows' ids (their group keys' hashes)
+        return frame.filter(isin(F.col(ID), found))
+    if info.rows == "replay":  # a replayed row's id is the written row its hash matches
+        return frame.filter(isin(row_hash(list(sink.columns)), found))
+    ids = few(slots.sink_rows(sink).filter(isin(F.col("row_hash"), found))
+              .select("hippo_row_id").distinct())
+    return None if ids is None else frame.filter(isin(F.col(ID), [r[0] for r in ids]))
 
 
 def _as_often_as_written(frame: DataFrame, written: DataFrame, ids: DataFrame) -> DataFrame:

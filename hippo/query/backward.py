@@ -23,7 +23,7 @@ from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
 
-__all__ = ["backward", "lineage_of"]
+__all__ = ["backward", "lineage_of", "chosen_values", "copies_cond"]
 
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
@@ -71,10 +71,10 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     sink = run.sink(sink_name)
     user = [c for c in chosen.columns if c != ROW_HASH]
     state = sink.state
-    hashes, seen = _chosen_values(state, chosen, user)
+    hashes, seen = chosen_values(state, chosen, user)
     prefilter = None
     if sink.sink.rows == "replay" and seen:
-        prefilter = _copies_cond(state, seen, list(sink.columns))
+        prefilter = copies_cond(state, seen, list(sink.columns))
     rows = slots.sink_rows(sink, prefilter)
     found = None
     if hashes is not None:  # few: a filter, not a join (no shuffle, no second scan)
@@ -106,18 +106,19 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     return _assemble(slots, work.done(slots, influencing, grown))
 
 
-def _chosen_values(state: LineageState, chosen: DataFrame, user: list[str]
-                   ) -> tuple[list[int] | None, dict[int, list[Any]] | None]:
-    """The chosen rows' value hashes and, per user position that copies a source column
-    or holds a group key, the values they hold there; both None if the rows are many
-    (one read of at most 1,001 rows)."""
+def chosen_values(state: LineageState, chosen: DataFrame, user: list[str],
+                  first: Column | None = None
+                  ) -> tuple[list[Any] | None, dict[int, list[Any]] | None]:
+    """The chosen rows' value hashes (or ``first`` of each) and, per user position that
+    copies a source column or holds a group key, the values they hold there; both None
+    if the rows are many (one read of at most 1,001 rows)."""
     wanted = {p for p, copy in enumerate(state.copies) if copy is not None}
     for slot, positions in state.keyed.items():
         if state.slots[slot].kind == "key":
             wanted |= set(positions)
     pushable = sorted(p for p in wanted if p < len(user) and hintable(chosen, user[p]))
-    rows = few(chosen.select(F.col(ROW_HASH), *[F.col(quoted(user[p])) for p in pushable])
-               .distinct())
+    rows = few(chosen.select(F.col(ROW_HASH) if first is None else first,
+                             *[F.col(quoted(user[p])) for p in pushable]).distinct())
     if rows is None:
         return None, None
     hashes = list(dict.fromkeys(r[0] for r in rows))
@@ -141,13 +142,15 @@ def _copies_hint(state: LineageState, slot: str,
             and _comparable(seen[p])]
 
 
-def _copies_cond(state: LineageState, seen: dict[int, list[Any]],
-                 names: list[str]) -> Column | None:
-    """A filter on a replayed sink's frame (its written columns ``names``) keeping every
-    row the chosen rows may be: its copies of source columns hold the chosen values
-    (Spark pushes it into the source reads, which skip files by their statistics)."""
+def copies_cond(state: LineageState, seen: dict[int, list[Any]],
+                names: list[str], keys: bool = False) -> Column | None:
+    """A filter on a sink's frame (its written columns ``names``) keeping every row the
+    chosen rows may be: its copies of source columns (``keys``: and its group keys) hold
+    the chosen values. Spark pushes it through the steps into the source reads, which
+    skip files by their statistics; a group key's filter goes below its aggregate."""
     conds = [isin(F.col(quoted(names[p])), seen[p]) for p in sorted(seen)
-             if state.copy_at(p) is not None and p < len(names) and _comparable(seen[p])]
+             if (keys or state.copy_at(p) is not None) and p < len(names)
+             and _comparable(seen[p])]
     return reduce(lambda a, b: a & b, conds) if conds else None
 
 

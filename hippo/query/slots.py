@@ -249,21 +249,25 @@ class Slots:
     def slot_of(sink: Step, slot: str) -> Column:
         return F.col("slots")[sink.sink.slots.index(slot)]
 
+    @staticmethod
+    def key_hash(sink: Step, written: DataFrame, slot: str | None = None) -> Column:
+        """A keyed sink's written row's hash of the group key ``slot`` holds (by default
+        the one its row id is), from the user columns that hold the key unchanged."""
+        state = sink.state
+        names = [c for c in written.columns if c != ROW_HASH]
+        positions = state.keyed[state.id_slot if slot is None else slot]
+        return content_hash([quoted(names[p]) for p in positions], "key")
+
     def sink_rows(self, sink: Step, prefilter: Column | None = None) -> DataFrame:
         """Each written row's id, value hash and slots: stored, hashed from the written
         row's group-key columns (keyed), or rebuilt by replay."""
         info = sink.sink
         if info.rows == "keyed":
-            state = sink.state
             written = self.written(sink)
-            names = [c for c in written.columns if c != ROW_HASH]
-
-            def key(slot: str) -> Column:
-                return content_hash([quoted(names[p]) for p in state.keyed[slot]], "key")
-
             return written.select(
-                key(state.id_slot).alias("hippo_row_id"), F.col(ROW_HASH).alias("row_hash"),
-                F.array(*[key(s) for s in info.slots]).alias("slots"))
+                self.key_hash(sink, written).alias("hippo_row_id"),
+                F.col(ROW_HASH).alias("row_hash"),
+                F.array(*[self.key_hash(sink, written, s) for s in info.slots]).alias("slots"))
         if info.rows == "replay":
             frame = self.run.frame(sink.inputs[0])
             if prefilter is not None:

@@ -267,6 +267,10 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
         run.sink("per_cust", per_cust, str(tmp_path / "per_cust"))
         run.sink("lines", o.join(i, "order").select("order", "cust", "item"),
                  str(tmp_path / "lines"))
+        # A group's count beside each of its rows: its lineage is stored (explicit).
+        run.sink("beside", o.groupBy("cust").agg(F.count(F.lit(1)).alias("n"))
+                 .join(o.select("order", "cust"), "cust"), str(tmp_path / "beside"))
+    replays = {"per_cust": "cust = 1", "lines": "item IN (7, 47)", "beside": "order = 3"}
 
     def answers():
         out = {}
@@ -275,6 +279,8 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
             ("back_cell", store.backward("per_cust", where="order < 5", columns=["qty"])),
             ("fwd", store.forward("items", where="item IN (7, 47, 87)")),
             ("fwd_null", store.forward("orders", where="cust IS NULL")),
+            *[(f"replay_{sink}", store.replay(run.run_id, sinks=[sink], where=where))
+              for sink, where in replays.items()],
         ]:
             out[label] = {k: sorted(map(tuple, v.collect())) for k, v in got.items()}
         return out
@@ -285,3 +291,6 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
     scanned = answers()
     assert pushed == scanned
     assert pushed["back"]["orders"] and pushed["fwd"]["lines"] and pushed["fwd_null"]["per_cust"]
+    for sink, where in replays.items():  # as the run wrote them
+        written = spark.read.format("delta").load(str(tmp_path / sink)).filter(where)
+        assert pushed[f"replay_{sink}"][sink] == sorted(map(tuple, written.collect())) != []
