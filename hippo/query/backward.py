@@ -15,7 +15,9 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from hippo.query.pushdown import BARE, Hint, few, hint_cond, hintable, hintable_type, isin
+from hippo.query import pushdown
+from hippo.query.pushdown import (
+    BARE, Hint, few, few_sets, hint_cond, hintable, hintable_type, isin)
 from hippo.query.slots import Slots, check_columns, id_frame, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
@@ -269,6 +271,13 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     if copies and found is not None:
         for slot, hint_ in _group_hints(found, copies).items():
             hints[slot] = hints.get(slot, []) + hint_
+    elif copies:  # many rows: each source's first copy as a set of values, if not too many
+        firsts = [(slot, pairs[0]) for slot, pairs in copies.items()
+                  if slots.source_bytes(inner.slots[slot].op) >= pushdown.SCAN_BYTES]
+        sets = few_sets(group, [f"__v{i}" for _, (i, _) in firsts]) if firsts else None
+        for (slot, (_, source_col)), values_ in zip(firsts, sets or []):
+            if _comparable(values_):
+                hints[slot] = hints.get(slot, []) + [(source_col, values_)]
     for slot, slot_refs in wanted.items():
         if found is None:  # many: the ids stay on the executors
             slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())

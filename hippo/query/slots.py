@@ -161,6 +161,7 @@ class Slots:
     def __init__(self, run: RecordedRun) -> None:
         self.run = run
         self.spark = run.spark
+        self._sizes: dict[int, int] = {}
 
     def key_rows(self, origin: KeySlot, where: Column | None = None) -> DataFrame:
         """The aggregate's input rows, each with the hash of its group key; ``where`` (over
@@ -248,6 +249,14 @@ class Slots:
     @staticmethod
     def slot_of(sink: Step, slot: str) -> Column:
         return F.col("slots")[sink.sink.slots.index(slot)]
+
+    def source_bytes(self, op: int) -> int:
+        """The size Spark estimates for a source step's pinned rows (its files' sizes, as
+        the Delta log records them: no job)."""
+        if op not in self._sizes:
+            stats = self.run.frame(op)._jdf.queryExecution().optimizedPlan().stats()
+            self._sizes[op] = int(str(stats.sizeInBytes()))
+        return self._sizes[op]
 
     @staticmethod
     def key_hash(sink: Step, written: DataFrame, slot: str | None = None) -> Column:
