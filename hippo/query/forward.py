@@ -69,9 +69,6 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
         if not reached:
             continue
         written = slots.written(sink)
-        # Rows holding a chosen source row in a slot hold its values in their copies.
-        near = copies_filter(state, written.columns, [s for s, *_ in reached],
-                             source.op_id, values, positional=False)
         prefilter = None
         if sink.sink.rows == "replay":
             frame = run.frame(sink.inputs[0])
@@ -89,6 +86,9 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
             written = written.dropDuplicates([ROW_HASH])
             hit = hit.select(F.col("row_hash").alias(ROW_HASH), "hippo_row_id")
         else:  # few rows: their hashes pick the written rows (no join over the sink)
+            # Rows holding a chosen source row in a slot hold its values in their copies.
+            near = copies_filter(state, written.columns, [s for s, *_ in reached],
+                                 source.op_id, values, positional=False)
             if near is not None:
                 written = written.filter(near)
             written = written.filter(isin(F.col(ROW_HASH), [r[0] for r in found]))
