@@ -4,10 +4,12 @@ What is replayed is the run as recorded (each step's spec over the pinned source
 versions), never today's pipeline code, so a run recorded by an older version of the
 code replays as it ran. With ``where``, only the chosen output rows are recomputed, from
 only their backward lineage. When they are few (at most 1,000) and hold group keys or
-copies of source columns, that is one pass: the steps are rebuilt under a filter on
-those values, which Spark pushes below the aggregates and joins into the source reads,
-and the rows whose ids are the chosen ones are kept (at 10 million source rows, 0.7 s
-instead of 1.8 s for one group, whose rows every source file holds). Otherwise the
+copies of source columns, the steps are rebuilt under ``IN`` filters on those values,
+which Spark pushes as far down as each can go (below an aggregate on its keys, into a
+join's side that holds the column, into the source scans), and the rows whose ids are
+the chosen ones are kept: a read of the chosen rows (and of an explicit sink's stored
+ids), then one of the sources, no lineage looked up first (one group of the 10-million-row bench: 0.56-0.76 s instead of
+1.7 s; every source file holds rows of every group there). Otherwise the
 sources are cut to the rows backward finds (every row of every group that reaches the
 output, so each recomputed row sees all its inputs), the steps rebuilt over those rows,
 and the rows whose ids are the chosen ones kept (rows of partial groups the cut leaves
@@ -28,7 +30,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from hippo.errors import ReplayError
-from hippo.query.backward import backward, chosen_values, copies_cond
+from hippo.query.backward import backward, chosen_values, copies_cond, pushable_positions
 from hippo.query.pushdown import few, isin
 from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
 from hippo.query.where import checked_filter
@@ -100,15 +102,19 @@ def _replay(slots: Slots, run: RecordedRun, sinks: list[str],
 
 def _pushed(slots: Slots, run: RecordedRun, sink: Step, where: str | Column
             ) -> DataFrame | None:
-    """The chosen rows recomputed in one pass, when they are few and hold copies of
-    source columns: the sink's steps rebuilt under a filter on those copies (Spark
-    pushes it through the steps into the source reads, so only rows that can reach a
-    chosen row are read, and no lineage is looked up first), then the rows whose ids
-    are the chosen ones kept. None when this cannot be done (many rows, no copies)."""
+    """The chosen rows recomputed from the sink's steps rebuilt under ``IN`` filters on
+    the values they hold in group keys and copies of source columns (Spark pushes each
+    filter as far down as it can go: below an aggregate on its keys, into a join's side
+    that holds the column, into the source scans), without looking their lineage up
+    first; then the rows whose ids are the chosen ones are kept. None when this cannot
+    be done: no such column, more than 1,000 chosen rows (or ids of an explicit sink),
+    or every value list holds NaN."""
     written = slots.written(sink)
     user = [c for c in written.columns if c != ROW_HASH]
     chosen = checked_filter(written, where, f"sink `{sink.sink.name}`", user)
     info, state = sink.sink, sink.state
+    if not pushable_positions(state, chosen, user):  # nothing to filter on: no read
+        return None
     keyed = info.rows == "keyed"
     found, seen = chosen_values(state, chosen, user,
                                 slots.key_hash(sink, written) if keyed else None)

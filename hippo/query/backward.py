@@ -25,7 +25,7 @@ from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
 
-__all__ = ["backward", "lineage_of", "chosen_values", "copies_cond"]
+__all__ = ["backward", "lineage_of", "chosen_values", "copies_cond", "pushable_positions"]
 
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
@@ -108,17 +108,23 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     return _assemble(slots, work.done(slots, influencing, grown))
 
 
+def pushable_positions(state: LineageState, chosen: DataFrame, user: list[str]) -> list[int]:
+    """The user positions of a sink's rows that copy a source column or hold a group key,
+    in a type whose values may be pushed down (no job)."""
+    wanted = {p for p, copy in enumerate(state.copies) if copy is not None}
+    for slot, positions in state.keyed.items():
+        if state.slots[slot].kind == "key":
+            wanted |= set(positions)
+    return sorted(p for p in wanted if p < len(user) and hintable(chosen, user[p]))
+
+
 def chosen_values(state: LineageState, chosen: DataFrame, user: list[str],
                   first: Column | None = None
                   ) -> tuple[list[Any] | None, dict[int, list[Any]] | None]:
     """The chosen rows' value hashes (or ``first`` of each) and, per user position that
     copies a source column or holds a group key, the values they hold there; both None
     if the rows are many (one read of at most 1,001 rows)."""
-    wanted = {p for p, copy in enumerate(state.copies) if copy is not None}
-    for slot, positions in state.keyed.items():
-        if state.slots[slot].kind == "key":
-            wanted |= set(positions)
-    pushable = sorted(p for p in wanted if p < len(user) and hintable(chosen, user[p]))
+    pushable = pushable_positions(state, chosen, user)
     rows = few(chosen.select(F.col(ROW_HASH) if first is None else first,
                              *[F.col(quoted(user[p])) for p in pushable]).distinct())
     if rows is None:

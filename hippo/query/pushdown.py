@@ -21,7 +21,8 @@ from pyspark.sql import functions as F
 from hippo.recorded.ids import COLUMN, is_hidden, pos_name, quoted
 from hippo.recorded.state import LineageState
 
-__all__ = ["Hint", "BARE", "few", "hintable", "hintable_type", "isin", "hint_cond", "copies_filter"]
+__all__ = ["Hint", "BARE", "SCAN_BYTES", "few", "few_sets", "hintable", "hintable_type", "isin",
+           "hint_cond", "copies_filter"]
 
 Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
 
@@ -46,7 +47,7 @@ def few(df: DataFrame) -> list[Any] | None:
 # column on as an IN set (scalars, not rows: still a small read) to a source of at least
 # SCAN_BYTES. A smaller source is scanned whole sooner than a set is read and planned:
 # on flights (7 MB) the set made queries 0.1-0.5 s slower, on lineitem (196 MB) and
-# orders (55 MB) of TPC-H SF 1 it made q5's backward 13.2 -> 8.8 s.
+# orders (55 MB) of TPC-H SF 1 it made q5's backward 13.3 -> 8.6 s (row level).
 _VALUES_PER_ROW = 20
 SCAN_BYTES = 32 << 20
 

@@ -10,6 +10,7 @@ reaches the driver: every set of ids is a DataFrame.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ from hippo.recorded.steps import Step
 from hippo.query.pushdown import isin
 from hippo.query.where import checked_filter
 from hippo.store import tables
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Slots", "check_columns", "nonempty", "query_errors", "flag_any", "id_frame",
            "local_rows", "chosen_ids", "cut_sources"]
@@ -251,11 +254,16 @@ class Slots:
         return F.col("slots")[sink.sink.slots.index(slot)]
 
     def source_bytes(self, op: int) -> int:
-        """The size Spark estimates for a source step's pinned rows (its files' sizes, as
-        the Delta log records them: no job)."""
+        """The size Spark estimates for a source step's pinned rows (from its files'
+        sizes; Delta may plan the scan with one small job), once per run. It only
+        decides whether a filter is worth adding, so an estimate that fails is 0."""
         if op not in self._sizes:
-            stats = self.run.frame(op)._jdf.queryExecution().optimizedPlan().stats()
-            self._sizes[op] = int(str(stats.sizeInBytes()))
+            try:
+                stats = self.run.frame(op)._jdf.queryExecution().optimizedPlan().stats()
+                self._sizes[op] = int(str(stats.sizeInBytes()))
+            except Exception as err:  # noqa: BLE001 - a missing estimate is a small one
+                log.info("no size estimate for source step %s: %s", op, first_line(err))
+                self._sizes[op] = 0
         return self._sizes[op]
 
     @staticmethod

@@ -270,7 +270,14 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
         # A group's count beside each of its rows: its lineage is stored (explicit).
         run.sink("beside", o.groupBy("cust").agg(F.count(F.lit(1)).alias("n"))
                  .join(o.select("order", "cust"), "cust"), str(tmp_path / "beside"))
-    replays = {"per_cust": "cust = 1", "lines": "item IN (7, 47)", "beside": "order = 3"}
+        # Rows the IN filters on their copies or keys cannot tell apart, which only the
+        # final match on ids (keyed) or value hashes (replayed) separates.
+        run.sink("pairs", o.groupBy("cust", (F.col("order") % 2).alias("odd"))
+                 .agg(F.count(F.lit(1)).alias("n")), str(tmp_path / "pairs"))
+        run.sink("doubled", o.join(i, "order").select("order", (F.col("qty") * 2).alias("q2")),
+                 str(tmp_path / "doubled"))
+    replays = {"per_cust": "cust = 1", "lines": "item IN (7, 47)", "beside": "order = 3",
+               "pairs": "(cust = 1 AND odd = 0) OR (cust = 2 AND odd = 1)", "doubled": "q2 = 14"}
 
     def answers():
         out = {}
