@@ -8,12 +8,12 @@ copies of source columns, the steps are rebuilt under ``IN`` filters on those va
 which Spark pushes as far down as each can go (below an aggregate on its keys, into a
 join's side that holds the column, into the source scans), and the rows whose ids are
 the chosen ones are kept: a read of the chosen rows (and of an explicit sink's stored
-ids), then one of the sources, no lineage looked up first (one group of the 10-million-row bench: 0.56-0.76 s instead of
-1.7 s; every source file holds rows of every group there). Otherwise the
-sources are cut to the rows backward finds (every row of every group that reaches the
-output, so each recomputed row sees all its inputs), the steps rebuilt over those rows,
-and the rows whose ids are the chosen ones kept (rows of partial groups the cut leaves
-over have other ids).
+ids), then one of the sources, no lineage looked up first (one group of the
+10-million-row bench: 0.56-0.76 s instead of 1.7 s; every source file holds rows of
+every group there). Otherwise the sources are cut to the rows backward finds (every row
+of every group that reaches the output, so each recomputed row sees all its inputs),
+the steps rebuilt over those rows, and the rows whose ids are the chosen ones kept
+(rows of partial groups the cut leaves over have other ids).
 
 A step that picks rows in no fixed order (``limit``, ``dropDuplicates``)
 would not pick the same rows again, so a sink downstream of one is replayed from the

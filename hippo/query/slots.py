@@ -261,7 +261,7 @@ class Slots:
             try:
                 stats = self.run.frame(op)._jdf.queryExecution().optimizedPlan().stats()
                 self._sizes[op] = int(str(stats.sizeInBytes()))
-            except Exception as err:  # noqa: BLE001 - a missing estimate is a small one
+            except Exception as err:  # no estimate: no hint, the answer is the same
                 log.info("no size estimate for source step %s: %s", op, first_line(err))
                 self._sizes[op] = 0
         return self._sizes[op]
