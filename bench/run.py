@@ -198,6 +198,17 @@ def _timed(fn: Any) -> tuple[float, int, int]:
     return time.perf_counter() - t0, rows, len(answer)
 
 
+def _queried(ctx: Context, wl: Workload) -> tuple[Any, Path]:
+    """The store a workload's queries run on (recorded now if no figure made one yet)
+    and the folder of its tracked sinks."""
+    store = ctx.stores.get(wl.name)
+    tdir = ctx.work / "tracked" / wl.name
+    if store is None:
+        store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
+        workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+    return store, tdir
+
+
 def _reaching_rows(store: Any, wl: Workload, tdir: Path, n: int, seed: int) -> list[Any]:
     """``n`` rows of the forward source that reach an output (forward from a row that
     reaches nothing measures an empty answer): one source row from the backward answer
@@ -222,11 +233,7 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
     rows = []
     met = True
     for wl in wls:
-        store = ctx.stores.get(wl.name)
-        tdir = ctx.work / "tracked" / wl.name
-        if store is None:
-            store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
-            workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+        store, tdir = _queried(ctx, wl)
         source_rows = _reaching_rows(store, wl, tdir, picks + 1, seed)
         kinds: list[tuple[str, str, list[Any]]] = []
         for sink, column in wl.measure.items():
@@ -296,11 +303,7 @@ def figure_soak(ctx: Context, wl: Workload, queries: int, seed: int) -> str:
 
     import psutil
 
-    store = ctx.stores.get(wl.name)
-    tdir = ctx.work / "tracked" / wl.name
-    if store is None:
-        store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
-        workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+    store, tdir = _queried(ctx, wl)
     sink, column = next(iter(wl.measure.items()))
     written = ctx.spark.read.format("delta").load(str(tdir / sink))
     outs = [workloads.row_predicate(r) for r in workloads.sample_rows(written, 20, seed)]
