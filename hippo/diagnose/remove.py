@@ -83,6 +83,9 @@ __all__ = ["SinkRepair", "RemovalReport", "remove", "INCREMENTAL_SHARE"]
 # row's sources; a full recompute reads every source once. Above this share of a sink's
 # rows affected, the estimate says a full recompute is cheaper.
 INCREMENTAL_SHARE = 1 / 3
+# A repair MERGE whose source (the changed rows) has at most this many cells is joined
+# to the sink by broadcast: no shuffle of the sink's rows to find the files it touches.
+_BROADCAST_CELLS = 1_000_000
 # Plan nodes that, after an aggregate the removal reaches, cannot bring rows in.
 _AFTER_AGGREGATE_OK = {"Project", "Sort", "Repartition", "RepartitionByExpression", "Union",
                        "SubqueryAlias", "Transform", "Fit"}
@@ -381,6 +384,9 @@ def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
             adds.select("__hippo_old", "__hippo_op", *q))
     path = plan.sink.sink.path
     cond = content_hash([f"t.{x}" for x in q], "row") == F.col("s.__hippo_old")
+    edited = sum(plan.counts.get(k, 0) for k in ("changed", "deleted", "added"))
+    if edited * (len(cols) + 2) <= _BROADCAST_CELLS:
+        rows = F.broadcast(rows)
 
     def merge() -> None:
         builder = (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond)
