@@ -57,6 +57,7 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
     wanted_cols = None if columns is None else frozenset(columns)
     out: dict[str, DataFrame] = {}
     small = set()  # answers of few rows known on the driver
+    direct: dict[str, DataFrame] = {}  # some of those, without a join or a shuffle
     reach = _Reach(slots, source.op_id, chosen, wanted_cols, values)
     for sink in run.sinks.values():
         state = sink.state
@@ -69,6 +70,24 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
         if not reached:
             continue
         written = slots.written(sink)
+        names = [c for c in written.columns if c != ROW_HASH]
+        if sink.sink.rows == "keyed" and all(known is not None for *_, known in reached):
+            # Each row's id and slots are hashes of its own key columns: the written
+            # rows are flagged and answered in one read, without first reading the
+            # flagged ids to the driver.
+            near = copies_filter(state, written.columns, [s for s, *_ in reached],
+                                 source.op_id, values, positional=False)
+            if near is not None:
+                written = written.filter(near)
+            keyed = written.select(*[F.col(quoted(c)) for c in names],
+                                   slots.key_hash(sink, written).alias("hippo_row_id"),
+                                   F.array(*[slots.key_hash(sink, written, s)
+                                             for s in sink.sink.slots]).alias("slots"))
+            answer = flag_any(keyed, reached, lambda slot, sink=sink: slots.slot_of(sink, slot))
+            out[sink.sink.name] = answer.select(*[F.col(quoted(c)) for c in names],
+                                                "hippo_row_id")
+            small.add(sink.sink.name)
+            continue
         prefilter = None
         if sink.sink.rows == "replay":
             frame = run.frame(sink.inputs[0])
@@ -76,7 +95,6 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
                                       source.op_id, values, positional=False)
         hit = flag_any(slots.sink_rows(sink, prefilter), reached,
                        lambda slot, sink=sink: slots.slot_of(sink, slot))
-        names = [c for c in written.columns if c != ROW_HASH]
         found = None
         if all(known is not None for *_, known in reached):
             found = few(hit.select("row_hash", "hippo_row_id"))
@@ -92,6 +110,10 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
             if near is not None:
                 written = written.filter(near)
             written = written.filter(isin(F.col(ROW_HASH), [r[0] for r in found]))
+            ids = _id_of_hash(found)
+            if ids is not None:  # each hash one id: looked up, not joined
+                direct[sink.sink.name] = written.select(
+                    *[F.col(quoted(c)) for c in names], ids.alias("hippo_row_id"))
             written = written.dropDuplicates([ROW_HASH])
             hit = tables.local_frame(slots.spark, [
                 {ROW_HASH: r[0], "hippo_row_id": r[1]} for r in found],
@@ -99,7 +121,26 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
             small.add(sink.sink.name)
         out[sink.sink.name] = written.join(hit, ROW_HASH).select(
             *[F.col(quoted(c)) for c in names], "hippo_row_id")
-    return nonempty(out, frozenset(small))
+    return nonempty(out, frozenset(small), direct)
+
+
+def _bigint(value: int) -> str:
+    """A BIGINT literal in Spark SQL (the smallest one has no positive twin to negate)."""
+    return "(-9223372036854775807L - 1L)" if value == -2**63 else f"{value}L"
+
+
+def _id_of_hash(found: list[Any]) -> Column | None:
+    """The row id of each written row's hash, as one map lookup (the map is one SQL
+    text: one round trip, not two per entry), if each hash comes once in ``found``;
+    else None (equal rows of different lineage, or a row stored twice: the join gives
+    each its own answer row)."""
+    ids = {row_hash: row_id for row_hash, row_id in found}
+    if len(ids) != len(found):
+        return None
+    keys = ", ".join(_bigint(h) for h in ids)
+    values = ", ".join(_bigint(i) for i in ids.values())
+    return F.try_element_at(F.expr(f"map_from_arrays(array({keys}), array({values}))"),
+                            F.col(ROW_HASH))
 
 
 def _slot_refs(state: LineageState, slot: str,

@@ -51,8 +51,8 @@ def check_columns(columns: list[str] | None, known: list[str], target: str) -> N
             raise UnknownColumnError(c, target, known)
 
 
-def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset()
-             ) -> dict[str, DataFrame]:
+def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset(),
+             direct: dict[str, DataFrame] | None = None) -> dict[str, DataFrame]:
     """Compute each answer once and keep those with rows.
 
     Checking emptiness and then letting the user count would run the whole lineage
@@ -64,10 +64,19 @@ def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset()
     2 cores; counting the rows on the way, as an observed metric, instead of asking the
     checkpoint whether it is empty, was 0.1 s slower per query: the count arrives through
     the listener bus.)
+
+    ``direct`` holds, for some small answers, a plainer plan of the same rows that may
+    repeat some of them (no shuffle to drop the repeats, no join): it is collected
+    instead and its repeated rows dropped in the JVM; if it has too many rows, the
+    answer itself is checkpointed.
     """
     out = {}
+    direct = direct or {}
     for name, result in answers.items():
-        kept = local_rows(result) if name in small else None
+        if name in direct:
+            kept = local_rows(direct[name], distinct=True)
+        else:
+            kept = local_rows(result) if name in small else None
         if kept is None:
             kept = result.localCheckpoint(eager=True)
             if kept.isEmpty():
@@ -82,13 +91,17 @@ def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset()
 _LOCAL_ROWS = 1000
 
 
-def local_rows(df: DataFrame) -> DataFrame | None:
+def local_rows(df: DataFrame, distinct: bool = False) -> DataFrame | None:
     """``df`` computed into a local relation in the JVM, if it has at most
-    ``_LOCAL_ROWS`` rows (read: at most one more), else None."""
+    ``_LOCAL_ROWS`` rows (read: at most one more), else None; with ``distinct``, rows
+    equal in every value are kept once (Spark's ``Row`` equality: NaN equals NaN)."""
     spark = df.sparkSession
     jrows = df._jdf.limit(_LOCAL_ROWS + 1).collectAsList()
     if jrows.size() > _LOCAL_ROWS:
         return None
+    if distinct:
+        util = spark.sparkContext._jvm.java.util
+        jrows = util.ArrayList(util.LinkedHashSet(jrows))
     return DataFrame(spark._jsparkSession.createDataFrame(jrows, df._jdf.schema()), spark)
 
 

@@ -276,6 +276,8 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
                  .agg(F.count(F.lit(1)).alias("n")), str(tmp_path / "pairs"))
         run.sink("doubled", o.join(i, "order").select("order", (F.col("qty") * 2).alias("q2")),
                  str(tmp_path / "doubled"))
+        # Equal rows of different lineage: one answer row per lineage.
+        run.sink("custs", o.join(i, "order").select("cust"), str(tmp_path / "custs"))
     replays = {"per_cust": "cust = 1", "lines": "item IN (7, 47)", "beside": "order = 3",
                "pairs": "(cust = 1 AND odd = 0) OR (cust = 2 AND odd = 1)", "doubled": "q2 = 14"}
 
@@ -306,6 +308,7 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
     assert pushed == scanned
     assert sets == scanned
     assert pushed["back"]["orders"] and pushed["fwd"]["lines"] and pushed["fwd_null"]["per_cust"]
+    assert len(pushed["fwd"]["custs"]) == 3  # items 7, 47, 87: all of order 7, cust 1
     for sink, where in replays.items():  # as the run wrote them
         written = spark.read.format("delta").load(str(tmp_path / sink)).filter(where)
         assert pushed[f"replay_{sink}"][sink] == sorted(map(tuple, written.collect())) != []
