@@ -19,9 +19,18 @@ from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import Cell, FrameSlot, KeySlot, LineageState, Origin
+from hippo.session import session_conf
 from hippo.store import tables
 
 __all__ = ["forward"]
+
+# Lineage plans are built without Spark's constraint propagation (see rebuilt_plans).
+# A group read only through IN filters on the chosen rows' values is one aggregate's
+# rebuilt input with filters on top: there, propagation is cheap and infers the equal
+# columns' filters across the input's joins (q3: `o_orderkey` from `l_orderkey`), so
+# the other sides' scans skip files too (TPC-H q3 at SF 1, forward from one row: the
+# group's read 0.62 -> 0.33 s).
+_INFERRED = {"spark.sql.constraintPropagation.enabled": "true"}
 
 
 def forward(slots: Slots, source_name: str, where: str | Column,
@@ -173,9 +182,10 @@ class _Reach:
                  ) -> _Ids | None:
         key = (slot, refs)
         if key not in self.memo:
-            found = self._reach(origin, refs)
+            found, settings = self._reach(origin, refs)
             if found is not None and origin.kind != "source":
-                ids = few(found)
+                with session_conf(self.slots.spark, settings):
+                    ids = few(found)
                 if ids == []:
                     found = None
                 elif ids is not None:
@@ -186,16 +196,18 @@ class _Reach:
             self.memo[key] = found
         return self.memo[key]
 
-    def _reach(self, origin: Origin, refs: frozenset[Any] | None) -> Any:
-        """A source slot's reached ids (``_Ids``), or a group's or frame's as a DataFrame;
-        None if the chosen rows cannot reach the slot."""
+    def _reach(self, origin: Origin, refs: frozenset[Any] | None
+               ) -> tuple[Any, dict[str, str]]:
+        """A source slot's reached ids (``_Ids``), or a group's or frame's as a DataFrame
+        (None if the chosen rows cannot reach the slot), and the session settings to
+        read it with."""
         slots, source_op, values = self.slots, self.source_op, self.values
         if origin.kind == "source":
             if origin.op != source_op:
-                return None
+                return None, {}
             if self.columns is not None and not (refs or frozenset()) & self.columns:
-                return None
-            return self.chosen
+                return None, {}
+            return self.chosen, {}
         inner = slots.inner_state(origin)
         reached = []
         for slot, inner_origin in inner.slots.items():
@@ -204,10 +216,10 @@ class _Reach:
             if ids is not None:
                 reached.append((slot, *ids))
         if not reached:
-            return None
+            return None, {}
         if isinstance(origin, FrameSlot):
             return slots.frame_rows(origin, hit=reached).select(
-                F.col(KEY).alias("id")).distinct()
+                F.col(KEY).alias("id")).distinct(), {}
         where = None
         if isinstance(origin, KeySlot):
             names = slots.run.frame(origin.input_op).columns
@@ -215,4 +227,5 @@ class _Reach:
                                   positional=True)
         rows = slots.group(origin, where)
         hit = flag_any(rows, reached, F.col)
-        return hit.select(F.col(KEY).alias("id")).distinct()
+        filtered = all(known is not None for *_, known in reached)  # no join on ids
+        return hit.select(F.col(KEY).alias("id")).distinct(), _INFERRED if filtered else {}
