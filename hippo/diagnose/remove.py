@@ -83,9 +83,10 @@ __all__ = ["SinkRepair", "RemovalReport", "remove", "INCREMENTAL_SHARE"]
 # row's sources; a full recompute reads every source once. Above this share of a sink's
 # rows affected, the estimate says a full recompute is cheaper.
 INCREMENTAL_SHARE = 1 / 3
-# A repair MERGE whose source (the changed rows) has at most this many cells is joined
-# to the sink by broadcast: no shuffle of the sink's rows to find the files it touches.
-_BROADCAST_CELLS = 1_000_000
+# A repair MERGE by subtraction whose changed rows Spark sizes at most this (by their
+# types' default sizes) is joined to the sink by broadcast: no shuffle of the sink's
+# rows to find the files it touches.
+_BROADCAST_BYTES = 32 << 20
 # Plan nodes that, after an aggregate the removal reaches, cannot bring rows in.
 _AFTER_AGGREGATE_OK = {"Project", "Sort", "Repartition", "RepartitionByExpression", "Union",
                        "SubqueryAlias", "Transform", "Fit"}
@@ -384,9 +385,10 @@ def _merge(spark: SparkSession, plan: _Plan, tag: str) -> int:
             adds.select("__hippo_old", "__hippo_op", *q))
     path = plan.sink.sink.path
     cond = content_hash([f"t.{x}" for x in q], "row") == F.col("s.__hippo_old")
-    edited = sum(plan.counts.get(k, 0) for k in ("changed", "deleted", "added"))
-    if edited * (len(cols) + 2) <= _BROADCAST_CELLS:
-        rows = F.broadcast(rows)
+    if "after" in c.columns:  # one row per id, nothing added: the rows are counted
+        edited = plan.counts.get("changed", 0) + plan.counts.get("deleted", 0)
+        if edited * rows._jdf.schema().defaultSize() <= _BROADCAST_BYTES:
+            rows = F.broadcast(rows)
 
     def merge() -> None:
         builder = (DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond)

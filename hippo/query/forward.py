@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import networkx as nx
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -30,7 +31,10 @@ __all__ = ["forward"]
 # columns' filters across the input's joins (q3: `o_orderkey` from `l_orderkey`), so
 # the other sides' scans skip files too (TPC-H q3 at SF 1, forward from one row: the
 # group's read 0.62 -> 0.33 s).
+# Only below this many steps upstream of the group, as propagation's cost grows with
+# the aliases a long pipeline holds.
 _INFERRED = {"spark.sql.constraintPropagation.enabled": "true"}
+_INFERRED_STEPS = 16
 
 
 def forward(slots: Slots, source_name: str, where: str | Column,
@@ -88,13 +92,11 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
                                  source.op_id, values, positional=False)
             if near is not None:
                 written = written.filter(near)
-            keyed = written.select(*[F.col(quoted(c)) for c in names],
-                                   slots.key_hash(sink, written).alias("hippo_row_id"),
-                                   F.array(*[slots.key_hash(sink, written, s)
-                                             for s in sink.sink.slots]).alias("slots"))
-            answer = flag_any(keyed, reached, lambda slot, sink=sink: slots.slot_of(sink, slot))
-            out[sink.sink.name] = answer.select(*[F.col(quoted(c)) for c in names],
-                                                "hippo_row_id")
+            answer = flag_any(written, reached, lambda slot, sink=sink, w=written:
+                              slots.key_hash(sink, w, slot))
+            out[sink.sink.name] = answer.select(
+                *[F.col(quoted(c)) for c in names],
+                slots.key_hash(sink, answer).alias("hippo_row_id"))
             small.add(sink.sink.name)
             continue
         prefilter = None
@@ -120,7 +122,8 @@ def _forward(slots: Slots, source_name: str, where: str | Column,
                 written = written.filter(near)
             written = written.filter(isin(F.col(ROW_HASH), [r[0] for r in found]))
             ids = _id_of_hash(found)
-            if ids is not None:  # each hash one id: looked up, not joined
+            # Java rows holding bytes hash by identity: equal ones would not be dropped.
+            if ids is not None and "binary" not in written.schema.simpleString():
                 direct[sink.sink.name] = written.select(
                     *[F.col(quoted(c)) for c in names], ids.alias("hippo_row_id"))
             written = written.dropDuplicates([ROW_HASH])
@@ -227,5 +230,7 @@ class _Reach:
                                   positional=True)
         rows = slots.group(origin, where)
         hit = flag_any(rows, reached, F.col)
-        filtered = all(known is not None for *_, known in reached)  # no join on ids
-        return hit.select(F.col(KEY).alias("id")).distinct(), _INFERRED if filtered else {}
+        inferred = (where is not None  # values to infer from
+                    and all(known is not None for *_, known in reached)  # no join on ids
+                    and len(nx.ancestors(slots.run.graph, origin.input_op)) < _INFERRED_STEPS)
+        return hit.select(F.col(KEY).alias("id")).distinct(), _INFERRED if inferred else {}

@@ -288,6 +288,7 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
             ("back_cell", store.backward("per_cust", where="order < 5", columns=["qty"])),
             ("back_one", store.backward("per_cust", where="order = 7")),  # a group of 3
             ("fwd", store.forward("items", where="item IN (7, 47, 87)")),
+            ("fwd_one", store.forward("items", where="item = 7")),
             ("fwd_null", store.forward("orders", where="cust IS NULL")),
             *[(f"replay_{sink}", store.replay(run.run_id, sinks=[sink], where=where))
               for sink, where in replays.items()],
@@ -309,6 +310,8 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
     assert sets == scanned
     assert pushed["back"]["orders"] and pushed["fwd"]["lines"] and pushed["fwd_null"]["per_cust"]
     assert len(pushed["fwd"]["custs"]) == 3  # items 7, 47, 87: all of order 7, cust 1
+    # One lineage reached: one row, though the sink holds many equal to it.
+    assert len(pushed["fwd_one"]["custs"]) == 1
     for sink, where in replays.items():  # as the run wrote them
         written = spark.read.format("delta").load(str(tmp_path / sink)).filter(where)
         assert pushed[f"replay_{sink}"][sink] == sorted(map(tuple, written.collect())) != []
