@@ -436,8 +436,10 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
                if source.op_id in nx.ancestors(run.graph, s.op_id)]
     with removal_lock(root), rebuilt_plans(spark), query_errors(
             run, where, f"source `{source_name}`", list(source.columns)):
-        stopped = incomplete(spark, root)
-        if stopped and not dry_run:
+        # A dry run changes nothing and reads the run's pinned versions: an interrupted
+        # removal does not stop it (and it skips this read of the removals table).
+        stopped = [] if dry_run else incomplete(spark, root)
+        if stopped:
             raise RemovalError(
                 f"removal {listing(stopped)} of this store stopped part way (its process "
                 "ended); every row it removed is in the source or the quarantine. Undo it "

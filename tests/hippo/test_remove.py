@@ -313,6 +313,11 @@ def test_a_removal_killed_part_way_loses_nothing_and_restore_finishes_the_job(
         with pytest.raises(RemovalError, match=f"removal `{stopped[0].removal_id}` of this "
                                                "store stopped part way"):
             store.remove("orders", where="oid = 2")
+        # A dry run changes nothing, so it still previews (from the run's pinned data).
+        preview = store.remove("orders", where="oid = 2", dry_run=True)
+        assert (preview.dry_run, preview.removed) == (True, 1), point
+        assert [r.status for r in store.removals().collect()] == ["started"], point
+        assert {r.oid for r in spark.read.format("delta").load(o_path).collect()} == left
         store.restore(stopped[0].removal_id)  # the killed process's lock died with it
         assert _sinks(spark, folder) == before, point
         assert spark.read.format("delta").load(o_path).count() == len(ORDERS), point
