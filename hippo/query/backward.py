@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from hippo.query import pushdown
 from hippo.query.pushdown import (
     BARE, Hint, few, few_sets, hint_cond, hintable, hintable_type, isin)
+from hippo.query.reduction import reduced_where
 from hippo.query.slots import Slots, check_columns, id_frame, nonempty, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
@@ -258,6 +259,9 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     inner = slots.inner_state(origin)
     if values is not None and isinstance(origin, KeySlot):
         where, hints = _key_hints(slots, origin, inner, values)
+        across = reduced_where(slots, origin, inner, hints)
+        if across is not None:
+            where = across if where is None else where & across
     if isinstance(origin, FrameSlot):
         rows = slots.frame_rows(origin, own=ids, whole=grown and origin.grows)
     else:
