@@ -20,8 +20,9 @@ group's input, where Spark pushes each into the scan of its source (skipping pag
 row groups and files by their statistics) wherever that keeps the same rows; the key
 hash match still decides which rows belong, so answers are unchanged.
 
-Not done: a source that reaches the group along two paths (a self-join), and joins
-whose sides are not plain renames of the step's inputs, give no values.
+Not done: a source that reaches the group along two paths (a self-join), joins whose
+sides are not plain renames of the step's inputs, and float columns (Spark matches NaN
+to NaN, Python's sets do not) give no values.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ _ROWWISE = frozenset({"Project", "Filter", "Sort", "SubqueryAlias", "Repartition
                       "RepartitionByExpression"})
 # The sides of a join that receive the other side's values of an equal column: a side
 # an outer join may pad with nulls holds the other's values where it holds any.
-_RECEIVES = {"inner": ("left", "right"), "cross": ("left", "right"),
-             "left": ("right",), "left_outer": ("right",),
-             "right": ("left",), "right_outer": ("left",)}
+_RECEIVES = {"inner": ("left", "right"), "cross": ("left", "right"), "left": ("right",),
+             "right": ("left",)}
+# Types whose equal values are equal Python values: not floats, whose NaN Spark joins
+# to NaN but Python's sets never match to another NaN.
+_NOT_CROSSING = ("float", "double")
 _RENAME = re.compile(r"^`?__c(\d+)`?(?: AS `(?:[^`]|``)*`)?$")
 # Reading a source to learn values for its partners costs a job (0.1-0.3 s): at most
 # this many per group read.
@@ -82,8 +85,9 @@ def reduced_where(slots: Any, origin: KeySlot, inner: LineageState,
     joins = _joins_of(slots, origin.input_op)
     if not joins.flows:
         return None
+    ops = [o.op for o in inner.slots.values() if o.kind == "source"]
     slot_op = {slot: o.op for slot, o in inner.slots.items()
-               if o.kind == "source" and o.op in joins.reads}
+               if o.kind == "source" and o.op in joins.reads and ops.count(o.op) == 1}
     known: dict[_Col, set[Any]] = {}
     for slot, hint in hints.items():
         if slot in slot_op:
@@ -93,7 +97,9 @@ def reduced_where(slots: Any, origin: KeySlot, inner: LineageState,
         return None
     seeded = set(known)
     _spread(known, joins.flows)
-    big = {op for op in joins.reads if slots.source_bytes(op) >= pushdown.SCAN_BYTES}
+    # Values pay off only where the group's rows hold that source's row.
+    big = {op for op in set(slot_op.values())
+           if slots.source_bytes(op) >= pushdown.SCAN_BYTES}
     tried: set[int] = set()
     for _ in range(_READS):
         op, columns = _next_read(known, joins.flows, big, tried)
@@ -186,8 +192,9 @@ def _read(run: Any, op: int, at: tuple[int, dict[str, int]], known: dict[_Col, s
     them (orders of one customer in Q10's date range, not all of theirs), and the
     names there of ``columns``."""
     end, positions = at
-    frame = positional(run.frame(end))
-    user = [i for i, c in enumerate(run.frame(end).columns) if not is_hidden(c)]
+    frame = run.frame(end)
+    user = [i for i, c in enumerate(frame.columns) if not is_hidden(c)]
+    frame = positional(frame)
     conds = [isin(F.col(pos_name(user[positions[c]])), sorted(v, key=repr))
              for (o, c), v in known.items() if o == op and c in positions]
     if conds:
@@ -206,10 +213,13 @@ def _joins_of(slots: Any, target: int) -> _Joins:
 def _find_joins(run: Any, target: int) -> _Joins:
     upstream = run.upstream(target)
     graph = run.graph.subgraph(upstream)
+    # Paths counted with each input's multiplicity: a frame joined with itself is one
+    # edge of the graph but two paths.
     paths = {target: 1}
     for n in reversed(list(nx.topological_sort(graph))):
         if n != target:
-            paths[n] = sum(paths.get(m, 0) for m in graph.successors(n))
+            paths[n] = sum(paths.get(m, 0) * run.steps[m].inputs.count(n)
+                           for m in graph.successors(n))
     out = _Joins()
     for op in upstream:
         step = run.steps[op]
@@ -242,7 +252,8 @@ def _add_flows(run: Any, step: Any, node: S.Join, out: _Joins) -> None:
     for left_pos, right_pos in _equal_pairs(run, node.cond):
         a = _source_column(run, step, node.left, left_pos, out)
         b = _source_column(run, step, node.right, right_pos, out)
-        if a is None or b is None or a[0] == b[0] or a[2] != b[2] or not hintable_type(a[2]):
+        if (a is None or b is None or a[0] == b[0] or a[2] != b[2] or not hintable_type(a[2])
+                or a[2] in _NOT_CROSSING):
             continue
         if "right" in receives:
             out.flows.setdefault(a[:2], set()).add(b[:2])
