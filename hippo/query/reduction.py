@@ -160,12 +160,14 @@ def _spread(known: dict[_Col, set[Any]], flows: dict[_Col, set[_Col]]) -> None:
 def _next_read(known: dict[_Col, set[Any]], flows: dict[_Col, set[_Col]], big: set[int],
                tried: set[int]) -> tuple[int | None, list[str]]:
     """A source with known values, not read yet, whose other join columns would tell a
-    useful source something (:func:`_useful`), and those columns."""
+    useful source something (:func:`_useful`; values that would only come back to the
+    source read do not count), and those columns."""
     known_ops = {op for op, _ in known}
     for op in sorted(known_ops - tried):
         columns = sorted({c for (o, c), targets in flows.items()
                           if o == op and (o, c) not in known
-                          and any(b not in known and _useful(b[0], known_ops, flows, big)
+                          and any(b not in known
+                                  and _useful(b[0], known_ops, flows, big, frozenset({op}))
                                   for b in targets)})
         if columns:
             return op, columns
@@ -178,9 +180,11 @@ def _useful(op: int, known_ops: set[int], flows: dict[_Col, set[_Col]], big: set
     scan then skips what the values rule out), or nothing is known of it yet and its
     join columns lead on to such a source (a source already known is read with what is
     known of it instead)."""
+    if op in seen:
+        return False
     if op in big:
         return True
-    if op in known_ops or op in seen:
+    if op in known_ops:
         return False
     return any(b[0] != op and _useful(b[0], known_ops, flows, big, seen | {op})
                for (o, _), targets in flows.items() if o == op for b in targets)
