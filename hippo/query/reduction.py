@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 
 from hippo.query import pushdown
 from hippo.query.pushdown import Hint, few_sets, hintable_type, isin
+from hippo.query.slots import Slots
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, is_hidden, pos_name, positional
 from hippo.recorded.state import KeySlot, LineageState
@@ -75,7 +76,7 @@ class _Joins:
     reads: dict[int, tuple[int, dict[str, int]]] = field(default_factory=dict)
 
 
-def reduced_where(slots: Any, origin: KeySlot, inner: LineageState,
+def reduced_where(slots: Slots, origin: KeySlot, inner: LineageState,
                   hints: dict[str, Hint]) -> Column | None:
     """A filter on the group's input (positional names) that every row of the chosen
     groups passes: values of source columns learned across joins from ``hints`` (per
@@ -206,12 +207,12 @@ def _read(run: Any, op: int, at: tuple[int, dict[str, int]], known: dict[_Col, s
     return frame, [pos_name(user[positions[c]]) for c in columns]
 
 
-def _joins_of(slots: Any, target: int) -> _Joins:
-    """The joins on the way to ``target`` (cached per query object and step)."""
-    cache = slots.__dict__.setdefault("_reductions", {})
-    if target not in cache:
-        cache[target] = _find_joins(slots.run, target)
-    return cache[target]
+def _joins_of(slots: Slots, target: int) -> _Joins:
+    """The joins on the way to ``target``, found once per run."""
+    key = (__name__, target)
+    if key not in slots.derived:
+        slots.derived[key] = _find_joins(slots.run, target)
+    return slots.derived[key]
 
 
 def _find_joins(run: Any, target: int) -> _Joins:

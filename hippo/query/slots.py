@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -178,6 +179,9 @@ class Slots:
         self.run = run
         self.spark = run.spark
         self._sizes: dict[int, int] = {}
+        # What other query modules derive from the recorded steps alone, once per run
+        # (keyed by module and step; e.g. the joins before a group, hippo.query.reduction).
+        self.derived: dict[tuple[str, int], Any] = {}
 
     def key_rows(self, origin: KeySlot, where: Column | None = None) -> DataFrame:
         """The aggregate's input rows, each with the hash of its group key; ``where`` (over
