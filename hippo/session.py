@@ -34,6 +34,7 @@ from hippo.errors import ConfigError, JarResolutionError
 
 __all__ = [
     "spark_session", "configure_spark", "HippoSettings", "load_settings", "conf_dir", "fetch_jars",
+    "jclass",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ _DEFAULTS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+
+
+def jclass(jvm: Any, name: str) -> Any:
+    """The JVM class ``name`` (fully qualified), to call its static methods or
+    constructors. Made without a Py4J round trip: ``jvm.org.apache...`` asks the JVM
+    about each part of the name, one round trip each."""
+    from py4j.java_gateway import JavaClass
+
+    return JavaClass(name, jvm._gateway_client)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hippo.errors import UnsupportedStepError
 from hippo.recorded import spec as S
 from hippo.recorded.ids import ID, LEFT, RIGHT, pos_name
+from hippo.session import jclass
 
 if TYPE_CHECKING:
     from py4j.java_gateway import JavaObject
@@ -205,7 +206,8 @@ class _Walker:
         self._id_pos = id_pos  # where input 0 holds hippo's row id
         self._inputs = inputs
         self._input_ids = input_ids
-        self._empty = jvm.org.apache.spark.api.python.PythonUtils.toSeq(jvm.java.util.ArrayList())
+        self._utils = jclass(jvm, "org.apache.spark.api.python.PythonUtils")
+        self._empty = self._to_seq([])
         self.influencing: set[Ref] = set()
         self.kinds: list[str] = []
         self.deterministic = True
@@ -224,10 +226,10 @@ class _Walker:
 
     # -- expressions ------------------------------------------------------------------
     def _to_seq(self, items: list[JavaObject]) -> JavaObject:
-        jlist = self._jvm.java.util.ArrayList()
+        jlist = jclass(self._jvm, "java.util.ArrayList")()
         for item in items:
             jlist.add(item)
-        return self._jvm.org.apache.spark.api.python.PythonUtils.toSeq(jlist)
+        return self._utils.toSeq(jlist)
 
     def _rename(self, expr: JavaObject, names: dict[int, str]) -> JavaObject:
         cls = _cls(expr)
@@ -267,7 +269,7 @@ class _Walker:
         text = f"{fn.prettyName()}({distinct}{self._rename(fn.child(), names).sql()}, true)"
         if agg.filter().isDefined():
             text += f" FILTER (WHERE {self._rename(agg.filter().get(), names).sql()})"
-        return self._jvm.org.apache.spark.sql.catalyst.expressions.PrettyAttribute(
+        return jclass(self._jvm, "org.apache.spark.sql.catalyst.expressions.PrettyAttribute")(
             text, agg.dataType())
 
     def _udf(self, expr: JavaObject) -> str:
@@ -345,8 +347,8 @@ class _Walker:
         """Per field of ``node`` holding a list of expressions, their JSON trees, in one
         call: ``node`` over a one-row relation, as JSON, holds them all."""
         if self._one_row is None:
-            logical = self._jvm.org.apache.spark.sql.catalyst.plans.logical
-            self._one_row = self._to_seq([logical.OneRowRelation()])
+            self._one_row = self._to_seq([jclass(
+                self._jvm, "org.apache.spark.sql.catalyst.plans.logical.OneRowRelation")()])
         plan = json.loads(node.withNewChildren(self._one_row).toJSON())
         return [plan[0][f] for f in fields]
 

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from hippo.recorded.ids import COLUMN, is_hidden, pos_name, quoted
 from hippo.recorded.state import LineageState
+from hippo.session import jclass
 
 __all__ = ["Hint", "BARE", "SCAN_BYTES", "few", "few_sets", "hintable", "hintable_type", "isin",
            "hint_cond", "copies_filter"]
@@ -114,16 +115,16 @@ def _isin(col: Column, values: list[Any]) -> Column:
     if kind is int:
         if all(_INT32[0] <= v <= _INT32[1] for v in values):
             array = _unpack(gateway, struct.pack(f">{n}i", *values), jvm.int, "asIntBuffer", 4)
-            seq = jvm.scala.runtime.ScalaRunTime.wrapIntArray(array)
+            seq = jclass(jvm, "scala.runtime.ScalaRunTime").wrapIntArray(array)
         else:
             array = _unpack(gateway, struct.pack(f">{n}q", *values), jvm.long, "asLongBuffer", 8)
-            seq = jvm.scala.runtime.ScalaRunTime.wrapLongArray(array)
+            seq = jclass(jvm, "scala.runtime.ScalaRunTime").wrapLongArray(array)
     elif kind is float:
         array = _unpack(gateway, struct.pack(f">{n}d", *values), jvm.double, "asDoubleBuffer", 8)
-        seq = jvm.scala.runtime.ScalaRunTime.wrapDoubleArray(array)
+        seq = jclass(jvm, "scala.runtime.ScalaRunTime").wrapDoubleArray(array)
     elif kind is str and not any("\0" in v for v in values):
-        parts = jvm.java.util.regex.Pattern.compile("\\x00").split("\0".join(values), -1)
-        seq = jvm.scala.runtime.ScalaRunTime.genericWrapArray(parts)
+        parts = jclass(jvm, "java.util.regex.Pattern").compile("\\x00").split("\0".join(values), -1)
+        seq = jclass(jvm, "scala.runtime.ScalaRunTime").genericWrapArray(parts)
     else:
         return col.isin(values)
     from pyspark.sql.classic.column import Column as ClassicColumn
@@ -134,7 +135,7 @@ def _isin(col: Column, values: list[Any]) -> Column:
 def _unpack(gateway: Any, packed: bytes, element: Any, view: str, size: int) -> Any:
     """A Java array of primitive ``element`` from big-endian ``packed`` bytes."""
     array = gateway.new_array(element, len(packed) // size)
-    getattr(gateway.jvm.java.nio.ByteBuffer.wrap(bytearray(packed)), view)().get(array)
+    getattr(jclass(gateway.jvm, "java.nio.ByteBuffer").wrap(bytearray(packed)), view)().get(array)
     return array
 
 

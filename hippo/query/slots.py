@@ -36,6 +36,7 @@ from hippo.recorded.state import FrameSlot, KeySlot, LineageState, Origin
 from hippo.recorded.steps import Step
 from hippo.query.pushdown import isin
 from hippo.query.where import checked_filter
+from hippo.session import jclass
 from hippo.store import tables
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ def local_rows(df: DataFrame, distinct: bool = False) -> DataFrame | None:
     if jrows.size() > _LOCAL_ROWS:
         return None
     if distinct:
-        util = spark.sparkContext._jvm.java.util
-        jrows = util.ArrayList(util.LinkedHashSet(jrows))
+        jvm = spark.sparkContext._jvm
+        jrows = jclass(jvm, "java.util.ArrayList")(jclass(jvm, "java.util.LinkedHashSet")(jrows))
     return DataFrame(spark._jsparkSession.createDataFrame(jrows, df._jdf.schema()), spark)
 
 

@@ -51,6 +51,7 @@ from pyspark.errors import AnalysisException, ParseException, PySparkException
 from pyspark.sql import Column, DataFrame
 
 from hippo.errors import InvalidWhereError
+from hippo.session import jclass
 
 if TYPE_CHECKING:
     from py4j.java_gateway import JavaObject
@@ -247,7 +248,8 @@ def checked_filter(
     _check_built_in(df, called, ctx)
     with _spark_errors(ctx):
         # The checked expression itself, not a re-parse of the text.
-        jc = df.sparkSession._jvm.org.apache.spark.sql.classic.ExpressionUtils.column(expr)
+        jc = jclass(df.sparkSession._jvm,
+                    "org.apache.spark.sql.classic.ExpressionUtils").column(expr)
         out = df.filter(Column(jc))
     # A tree of columns, literals and operators resolves to itself (operators are not
     # looked up in the function registry), so only one with a function call or a
@@ -395,9 +397,9 @@ def _check_built_in(df: DataFrame, called: set[str], ctx: _Where) -> None:
         return
     jvm = df.sparkSession._jvm
     registry = df.sparkSession._jsparkSession.sessionState().functionRegistry()
-    builtin = jvm.org.apache.spark.sql.catalyst.analysis.FunctionRegistry.builtin()
+    builtin = jclass(jvm, "org.apache.spark.sql.catalyst.analysis.FunctionRegistry").builtin()
     for name in sorted(called):
-        ident = jvm.org.apache.spark.sql.catalyst.FunctionIdentifier.apply(name)
+        ident = jclass(jvm, "org.apache.spark.sql.catalyst.FunctionIdentifier").apply(name)
         spark_own = builtin.lookupFunction(ident)
         if not spark_own.isDefined():
             ctx.refuse(f"function `{name}` is not one of Spark's built-in functions")
@@ -420,7 +422,7 @@ def _check_resolved(df: DataFrame, out: DataFrame, ctx: _Where) -> None:
     fold = str.lower if folded else str
     visible = {fold(c) for c in ctx.columns}
     # The referenced attributes' names in one call, as a schema's JSON.
-    schema = jvm.org.apache.spark.sql.catalyst.types.DataTypeUtils.fromAttributes(
+    schema = jclass(jvm, "org.apache.spark.sql.catalyst.types.DataTypeUtils").fromAttributes(
         cond.references().toSeq())
     for field in json.loads(schema.json())["fields"]:
         if fold(field["name"]) not in visible:

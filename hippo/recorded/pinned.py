@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from hippo.errors import HippoError, VersionUnavailableError, first_line
 from hippo.recorded.ids import ID, RESERVED, content_hash, is_hidden, quoted
 from hippo.recorded.steps import SourceInfo
+from hippo.session import jclass
 from hippo.store.delta_log import latest_version, logged_files, plain_files, table_state
 
 __all__ = ["latest_version", "describe", "read_pinned", "read_source", "check_readable",
@@ -61,7 +62,7 @@ def check_readable(spark: SparkSession, path: str, version: int,
     logged = logged_files(spark, path, version)
     files = df.inputFiles() if logged is None else logged
     for name in files:
-        jpath = jvm.org.apache.hadoop.fs.Path(name)
+        jpath = jclass(jvm, "org.apache.hadoop.fs.Path")(name)
         if not jpath.getFileSystem(conf).exists(jpath):
             raise VersionUnavailableError(path, version, f"data file `{name}` was removed, "
                                                          "e.g. by VACUUM")
@@ -72,9 +73,10 @@ def check_readable(spark: SparkSession, path: str, version: int,
 
 def _plain_parquet(spark: SparkSession, path: str, version: int) -> bool:
     try:
-        log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-        snap = log.getSnapshotAt(version, spark._jvm.scala.Option.empty(),
-                                 spark._jvm.scala.Option.empty(), False)
+        log = jclass(spark._jvm, "org.apache.spark.sql.delta.DeltaLog").forTable(
+            spark._jsparkSession, path)
+        empty = jclass(spark._jvm, "scala.Option").empty()
+        snap = log.getSnapshotAt(version, empty, empty, False)
         return (int(snap.protocol().minReaderVersion()) == 1
                 and snap.metadata().partitionColumns().isEmpty())
     except Exception:  # another Delta API: keep the Delta read

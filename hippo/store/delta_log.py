@@ -15,6 +15,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from hippo.errors import HippoError
+from hippo.session import jclass
 
 __all__ = ["table_state", "latest_version", "commit_text", "logged_files", "plain_files",
            "read_plain"]
@@ -35,8 +36,9 @@ def table_state(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     """
     jvm = spark._jvm
     try:
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-        empty = jvm.scala.Option.empty()
+        log = jclass(jvm, "org.apache.spark.sql.delta.DeltaLog").forTable(
+            spark._jsparkSession, path)
+        empty = jclass(jvm, "scala.Option").empty()
         snap = log.update(False, empty, empty)
         version = int(snap.version())
         conf = snap.metadata().configuration()
@@ -62,7 +64,7 @@ def latest_version(spark: SparkSession, path: str) -> int:
 
 def _log(spark: SparkSession, path: str) -> tuple[Any, Any]:
     """The table's ``_delta_log`` folder and its Hadoop FileSystem."""
-    log_dir = spark._jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+    log_dir = jclass(spark._jvm, "org.apache.hadoop.fs.Path")(path.rstrip("/") + "/_delta_log")
     return log_dir, log_dir.getFileSystem(spark._jsc.hadoopConfiguration())
 
 
@@ -70,9 +72,9 @@ def commit_text(spark: SparkSession, path: str, version: int) -> str:
     """The JSON of commit ``version`` of the table at ``path`` (raises if it is gone)."""
     jvm = spark._jvm
     log_dir, fs = _log(spark, path)
-    stream = fs.open(jvm.org.apache.hadoop.fs.Path(log_dir, f"{version:020d}.json"))
+    stream = fs.open(jclass(jvm, "org.apache.hadoop.fs.Path")(log_dir, f"{version:020d}.json"))
     try:
-        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        return str(jclass(jvm, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8"))
     finally:
         stream.close()
 
@@ -88,7 +90,7 @@ def logged_files(spark: SparkSession, path: str, version: int) -> list[str] | No
     if version > LOGGED_COMMITS:
         return None
     jvm = spark._jvm
-    Path = jvm.org.apache.hadoop.fs.Path
+    Path = jclass(jvm, "org.apache.hadoop.fs.Path")
     try:
         log_dir, fs = _log(spark, path)
         if fs.exists(Path(log_dir, "_last_checkpoint")):
@@ -111,7 +113,7 @@ def logged_files(spark: SparkSession, path: str, version: int) -> list[str] | No
         return None
     if reader != 1:
         return None
-    return [str(Path(jvm.java.net.URI(name)).toString())
+    return [str(Path(jclass(jvm, "java.net.URI")(name)).toString())
             if "://" in name or name.startswith(("file:", "/")) else f"{root}/{unquote(name)}"
             for name in sorted(active)]
 
