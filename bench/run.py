@@ -292,15 +292,31 @@ def _reaching_rows(store: Any, wl: Workload, tdir: Path, n: int, seed: int) -> l
     return rows
 
 
+# (query, level, hippo's calls, plain Spark's calls or None); see latency_kinds
+_Kind = tuple[str, str, list[Any], "list[Any] | None"]
+
+
+def _recomputed(ctx: Context, wl: Workload, sink: str, predicate: Any) -> Any:
+    """A call that recomputes the output rows ``predicate`` picks with plain Spark (the
+    untracked pipeline over the sources, filtered to them), as ``_timed`` times it."""
+    def call() -> dict[str, Any]:
+        frames = {n: ctx.spark.read.format("delta").load(ctx.paths[wl.name][n])
+                  for n in wl.sources}
+        return {sink: wl.build(frames)[sink].filter(predicate)}
+    return call
+
+
 def latency_kinds(ctx: Context, wl: Workload, picks: int, seed: int,
                   levels: tuple[str, ...] = ("row", "cell"), first_sink: bool = False
-                  ) -> list[tuple[str, str, list[Any]]]:
-    """(query, level, calls) per kind of query measured on ``wl``: ``picks`` + 1 calls
-    each (the first is a warm-up), backward from random rows of its measured sinks
-    (only the first with ``first_sink``), forward from source rows that reach one."""
+                  ) -> list[_Kind]:
+    """Per kind of query measured on ``wl``: ``picks`` + 1 calls (the first is a
+    warm-up), backward from random rows of its measured sinks (only the first with
+    ``first_sink``), forward from source rows that reach one. A backward row query
+    comes with plain Spark recomputing the same output row, the least that answering
+    it costs without lineage stored per row (for a sink under a limit, the whole query)."""
     store, tdir = _queried(ctx, wl)
     source_rows = _reaching_rows(store, wl, tdir, picks + 1, seed)
-    kinds: list[tuple[str, str, list[Any]]] = []
+    kinds: list[_Kind] = []
     measured = list(wl.measure.items())[:1] if first_sink else wl.measure.items()
     for sink, column in measured:
         written = ctx.spark.read.format("delta").load(str(tdir / sink))
@@ -310,43 +326,57 @@ def latency_kinds(ctx: Context, wl: Workload, picks: int, seed: int,
                 continue
             calls = [lambda p=workloads.row_predicate(r), c=cols, s=sink:
                      store.backward(s, where=p, columns=c) for r in out_rows]
+            plain = [_recomputed(ctx, wl, sink, workloads.row_predicate(r))
+                     for r in out_rows] if label == "row" else None
             kinds.append((f"backward {sink}", f"{label}" + (f" ({column})" if cols else ""),
-                          calls))
+                          calls, plain))
     for label, cols in (("row", None), ("cell", [wl.forward_column])):
         if label not in levels:
             continue
         calls = [lambda p=workloads.row_predicate(r), c=cols:
                  store.forward(wl.forward_source, where=p, columns=c) for r in source_rows]
         kinds.append((f"forward {wl.forward_source}",
-                      label + (f" ({wl.forward_column})" if cols else ""), calls))
+                      label + (f" ({wl.forward_column})" if cols else ""), calls, None))
     return kinds
 
 
-def measure_calls(ctx: Context, calls: list[Any]) -> tuple[list[float], list[int], int]:
-    """Seconds and answer rows of each call after the first (a warm-up), and how many
-    answers were empty."""
+def measure_calls(ctx: Context, calls: list[Any], plain: list[Any] | None = None
+                  ) -> tuple[list[float], list[int], int, list[float]]:
+    """Seconds and answer rows of each call after the first (a warm-up), how many
+    answers were empty, and the seconds of each ``plain`` call, run beside its pick in
+    alternating order."""
     with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
         _timed(calls[0])  # warm-up, not counted
-        times, sizes, empty = [], [], 0
-        for call in calls[1:]:
+        if plain:
+            _timed(plain[0])
+        times, sizes, empty, plain_times = [], [], 0, []
+        for i, call in enumerate(calls[1:], start=1):
+            if plain and i % 2 == 0:
+                plain_times.append(_timed(plain[i])[0])
             sec, n, parts = _timed(call)
+            if plain and i % 2 == 1:
+                plain_times.append(_timed(plain[i])[0])
             times.append(sec)
             sizes.append(n)
             empty += parts == 0
-    return times, sizes, empty
+    return times, sizes, empty, plain_times
 
 
 def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> str:
     rows = []
     met = True
     for wl in wls:
-        for what, level, calls in latency_kinds(ctx, wl, picks, seed):
-            times, sizes, empty = measure_calls(ctx, calls)
+        for what, level, calls, plain in latency_kinds(ctx, wl, picks, seed):
+            times, sizes, empty, plain_times = measure_calls(ctx, calls, plain)
             p50, p95 = percentile(times, 50), percentile(times, 95)
             met &= p50 <= TARGETS["latency"]
-            _log(f"latency {wl.name} {what} {level}: p50 {p50:.2f} s, p95 {p95:.2f} s")
+            floor = percentile(plain_times, 50) if plain_times else None
+            _log(f"latency {wl.name} {what} {level}: p50 {p50:.2f} s, p95 {p95:.2f} s"
+                 + (f", plain recompute p50 {floor:.2f} s" if floor else ""))
             rows.append([wl.name, what, level, len(times), f"{p50:.2f}", f"{p95:.2f}",
-                         f"{max(times):.2f}", f"{statistics.median(sizes):,.0f}", empty])
+                         f"{max(times):.2f}", f"{statistics.median(sizes):,.0f}", empty,
+                         "" if floor is None else f"{floor:.2f}",
+                         "" if floor is None else f"{p50 / floor:.2f}"])
     return "\n".join([
         f"### c. Query latency, SF {ctx.sf:g}, warm session (target: p50 <= "
         f"{TARGETS['latency']:.0f} s; {'met' if met else 'MISSED'})", "",
@@ -355,9 +385,15 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
         "every returned DataFrame, timed together. Rows picked at random (seeded); forward "
         "picks are source rows that reach an output (one row of the backward answer of "
         "a random row of the workload's first sink), so an empty forward answer is a "
-        "wrong answer, not an easy case. One warm-up query per kind not counted.", "",
+        "wrong answer, not an easy case. One warm-up query per kind not counted. 'plain "
+        "recompute': plain Spark computing the same output row again (the untracked "
+        "pipeline over the same sources, filtered to the row, counted), run beside each "
+        "backward row query in alternating order: what answering costs with nothing "
+        "stored per row, as hippo's aggregates store nothing (for a sink under a limit "
+        "it is the whole query, which hippo does not need).", "",
         table(["workload", "query", "level", "picks", "p50 s", "p95 s", "max s",
-               "answer rows (median)", "empty answers"], rows)])
+               "answer rows (median)", "empty answers", "plain recompute p50 s",
+               "hippo / plain"], rows)])
 
 
 # -- f. growth with the data ------------------------------------------------------------
@@ -370,8 +406,8 @@ def growth_rows(ctx: Context, wls: list[Workload], pairs: int, warmup: int, pick
         got = measure_overhead(ctx, wl, pairs, warmup)
         src = sum(report.dir_bytes(ctx.paths[wl.name][n])[0] for n in wl.sources)
         p50s: list[str] = []
-        for what, level, calls in latency_kinds(ctx, wl, picks, seed, ("row",), True):
-            times, _, empty = measure_calls(ctx, calls)
+        for what, level, calls, _ in latency_kinds(ctx, wl, picks, seed, ("row",), True):
+            times, _, empty, _ = measure_calls(ctx, calls)
             p50s.append(f"{percentile(times, 50):.2f} ({empty})")
             _log(f"growth {wl.name} sf{ctx.sf:g} {what} {level}: p50 "
                  f"{percentile(times, 50):.2f} s, {empty} empty")
