@@ -343,22 +343,18 @@ def latency_kinds(ctx: Context, wl: Workload, picks: int, seed: int,
 def measure_calls(ctx: Context, calls: list[Any], plain: list[Any] | None = None
                   ) -> tuple[list[float], list[int], int, list[float]]:
     """Seconds and answer rows of each call after the first (a warm-up), how many
-    answers were empty, and the seconds of each ``plain`` call, run beside its pick in
-    alternating order."""
+    answers were empty, and the seconds of each ``plain`` call after its first, run
+    after them (interleaved, a whole query's recompute before each pick made the
+    lineage queries of q3 0.2-0.3 s slower)."""
     with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
         _timed(calls[0])  # warm-up, not counted
-        if plain:
-            _timed(plain[0])
-        times, sizes, empty, plain_times = [], [], 0, []
-        for i, call in enumerate(calls[1:], start=1):
-            if plain and i % 2 == 0:
-                plain_times.append(_timed(plain[i])[0])
+        times, sizes, empty = [], [], 0
+        for call in calls[1:]:
             sec, n, parts = _timed(call)
-            if plain and i % 2 == 1:
-                plain_times.append(_timed(plain[i])[0])
             times.append(sec)
             sizes.append(n)
             empty += parts == 0
+        plain_times = [_timed(call)[0] for call in (plain or [])][1:]
     return times, sizes, empty, plain_times
 
 
@@ -387,8 +383,8 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
         "a random row of the workload's first sink), so an empty forward answer is a "
         "wrong answer, not an easy case. One warm-up query per kind not counted. 'plain "
         "recompute': plain Spark computing the same output row again (the untracked "
-        "pipeline over the same sources, filtered to the row, counted), run beside each "
-        "backward row query in alternating order: what answering costs with nothing "
+        "pipeline over the same sources, filtered to the row, counted) for the same "
+        "picks, after the lineage queries: what answering costs with nothing "
         "stored per row, as hippo's aggregates store nothing (for a sink under a limit "
         "it is the whole query, which hippo does not need).", "",
         table(["workload", "query", "level", "picks", "p50 s", "p95 s", "max s",

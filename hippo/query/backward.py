@@ -74,13 +74,21 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     sink = run.sink(sink_name)
     user = [c for c in chosen.columns if c != ROW_HASH]
     state = sink.state
-    hashes, seen = chosen_values(state, chosen, user)
+    keyed = sink.sink.rows == "keyed"
+    # A keyed sink's rows' ids and slots are hashes of their own key columns: taken in
+    # the same read as the chosen rows' values, not in a second scan of the sink.
+    extra = [slots.key_hash(sink, chosen).alias("hippo_row_id"),
+             F.array(*[slots.key_hash(sink, chosen, s) for s in sink.sink.slots]
+                     ).alias("slots")] if keyed else []
+    hashes, seen, got = _chosen(state, chosen, user, extra=extra)
     prefilter = None
     if sink.sink.rows == "replay" and seen:
         prefilter = copies_cond(state, seen, list(sink.columns))
     rows = slots.sink_rows(sink, prefilter)
     found = None
-    if hashes is not None:  # few: a filter, not a join (no shuffle, no second scan)
+    if hashes is not None and keyed:
+        found = got
+    elif hashes is not None:  # few: a filter, not a join (no shuffle, no second scan)
         rows = rows.filter(isin(F.col("row_hash"), hashes))
         found = few(rows)  # the rows themselves, if few
     else:
@@ -125,13 +133,23 @@ def chosen_values(state: LineageState, chosen: DataFrame, user: list[str],
     """The chosen rows' value hashes (or ``first`` of each) and, per user position that
     copies a source column or holds a group key, the values they hold there; both None
     if the rows are many (one read of at most 1,001 rows)."""
+    hashes, seen, _ = _chosen(state, chosen, user, first)
+    return hashes, seen
+
+
+def _chosen(state: LineageState, chosen: DataFrame, user: list[str],
+            first: Column | None = None, extra: list[Column] | None = None
+            ) -> tuple[list[Any] | None, dict[int, list[Any]] | None, list[Any] | None]:
+    """:func:`chosen_values`, and the rows read, which also hold ``extra`` (columns
+    computed from each chosen row)."""
     pushable = pushable_positions(state, chosen, user)
     rows = few(chosen.select(F.col(ROW_HASH) if first is None else first,
-                             *[F.col(quoted(user[p])) for p in pushable]).distinct())
+                             *[F.col(quoted(user[p])) for p in pushable],
+                             *(extra or [])).distinct())
     if rows is None:
-        return None, None
+        return None, None, None
     hashes = list(dict.fromkeys(r[0] for r in rows))
-    return hashes, {p: [r[i + 1] for r in rows] for i, p in enumerate(pushable)}
+    return hashes, {p: [r[i + 1] for r in rows] for i, p in enumerate(pushable)}, rows
 
 
 def _comparable(values: list[Any]) -> bool:
