@@ -344,8 +344,8 @@ def measure_calls(ctx: Context, calls: list[Any], plain: list[Any] | None = None
                   ) -> tuple[list[float], list[int], int, list[float]]:
     """Seconds and answer rows of each call after the first (a warm-up), how many
     answers were empty, and the seconds of each ``plain`` call after its first, run
-    after them (interleaved, a whole query's recompute before each pick made the
-    lineage queries of q3 0.2-0.3 s slower)."""
+    after them, not between the lineage queries (q3's backward row p50 was 1.25 s with
+    them interleaved, 1.02 s with them after; one job per query fewer in between)."""
     with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
         _timed(calls[0])  # warm-up, not counted
         times, sizes, empty = [], [], 0
