@@ -81,19 +81,18 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
              F.array(*[slots.key_hash(sink, chosen, s) for s in sink.sink.slots]
                      ).alias("slots")] if keyed else []
     hashes, seen, got = _chosen(state, chosen, user, extra=extra)
-    prefilter = None
-    if sink.sink.rows == "replay" and seen:
-        prefilter = copies_cond(state, seen, list(sink.columns))
-    rows = slots.sink_rows(sink, prefilter)
-    found = None
-    if hashes is not None and keyed:
-        found = got
-    elif hashes is not None:  # few: a filter, not a join (no shuffle, no second scan)
-        rows = rows.filter(isin(F.col("row_hash"), hashes))
-        found = few(rows)  # the rows themselves, if few
-    else:
-        rows = rows.join(chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct(),
-                         "row_hash", "left_semi")
+    found = got if keyed else None  # the rows themselves, if few
+    if found is None:
+        prefilter = None
+        if sink.sink.rows == "replay" and seen:
+            prefilter = copies_cond(state, seen, list(sink.columns))
+        rows = slots.sink_rows(sink, prefilter)
+        if hashes is not None:  # few: a filter, not a join (no shuffle, no second scan)
+            rows = rows.filter(isin(F.col("row_hash"), hashes))
+            found = few(rows)
+        else:
+            rows = rows.join(chosen.select(F.col(ROW_HASH).alias("row_hash")).distinct(),
+                             "row_hash", "left_semi")
     positions = None if columns is None else frozenset(
         p for p, c in enumerate(user) if c in columns)
     wanted = _wanted(state, positions, influencing)

@@ -111,20 +111,21 @@ def _isin(col: Column, values: list[Any]) -> Column:
         return col.isin(values)
     gateway = sc._gateway
     jvm = gateway.jvm
+    runtime = jclass(jvm, "scala.runtime.ScalaRunTime")
     n = len(values)
     if kind is int:
         if all(_INT32[0] <= v <= _INT32[1] for v in values):
             array = _unpack(gateway, struct.pack(f">{n}i", *values), jvm.int, "asIntBuffer", 4)
-            seq = jclass(jvm, "scala.runtime.ScalaRunTime").wrapIntArray(array)
+            seq = runtime.wrapIntArray(array)
         else:
             array = _unpack(gateway, struct.pack(f">{n}q", *values), jvm.long, "asLongBuffer", 8)
-            seq = jclass(jvm, "scala.runtime.ScalaRunTime").wrapLongArray(array)
+            seq = runtime.wrapLongArray(array)
     elif kind is float:
         array = _unpack(gateway, struct.pack(f">{n}d", *values), jvm.double, "asDoubleBuffer", 8)
-        seq = jclass(jvm, "scala.runtime.ScalaRunTime").wrapDoubleArray(array)
+        seq = runtime.wrapDoubleArray(array)
     elif kind is str and not any("\0" in v for v in values):
         parts = jclass(jvm, "java.util.regex.Pattern").compile("\\x00").split("\0".join(values), -1)
-        seq = jclass(jvm, "scala.runtime.ScalaRunTime").genericWrapArray(parts)
+        seq = runtime.genericWrapArray(parts)
     else:
         return col.isin(values)
     from pyspark.sql.classic.column import Column as ClassicColumn
