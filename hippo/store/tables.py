@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 
 from hippo.errors import NotAStoreError, StoreFormatError
 from hippo.session import session_conf
-from hippo.store.commits import committed
+from hippo.store.commits import committed, is_local
 from hippo.store.delta_log import read_plain
 
 __all__ = [
@@ -124,8 +124,21 @@ def _is_delta(spark: SparkSession, path: str) -> bool:
 
 
 # Store tables this process has seen exist (created or checked), so each run and query
-# does not ask Delta again: a table, once created, is never dropped by hippo.
+# does not ask Delta again: a table, once created, is never dropped by hippo. A user may
+# delete a local store's folder and record into it again in the same process, so there
+# a cached table counts only while its log is still on disk.
 _EXISTING: set[str] = set()
+
+
+def _known(cache: set[str], path: str) -> bool:
+    """Whether ``path`` is in ``cache`` and, if local, still has its ``_delta_log`` (a
+    stat, no Spark)."""
+    if path not in cache:
+        return False
+    if not is_local(path):
+        return True
+    plain = path[len("file:"):] if path.startswith("file:") else path
+    return os.path.isdir(os.path.join(plain, "_delta_log"))
 
 
 def create_tables(spark: SparkSession, root: str, names: tuple[str, ...] = (RUNS,)) -> None:
@@ -136,12 +149,12 @@ def create_tables(spark: SparkSession, root: str, names: tuple[str, ...] = (RUNS
     from delta.tables import DeltaTable
     from pyspark.sql.types import StructType
 
-    if all(table_path(root, t) in _EXISTING for t in names):
+    if all(_known(_EXISTING, table_path(root, t)) for t in names):
         return
     check_store(spark, root)
     for table in names:
         path = table_path(root, table)
-        if path in _EXISTING or _is_delta(spark, path):
+        if _known(_EXISTING, path) or _is_delta(spark, path):
             _EXISTING.add(path)
             continue
         schema = StructType.fromDDL(SCHEMAS[table])
@@ -165,7 +178,7 @@ def check_store(spark: SparkSession, root: str) -> bool:
     """Whether ``root`` holds a store (False: nothing there yet). NotAStoreError if the
     folder holds other things; StoreFormatError for a store of an older layout."""
     runs = table_path(root, RUNS)
-    if runs in _CHECKED:
+    if _known(_CHECKED, runs):
         return True
     if _is_delta(spark, runs):
         fields = {f.name: f.dataType.simpleString()

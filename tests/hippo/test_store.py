@@ -146,6 +146,25 @@ def test_an_aggregate_sink_joined_after_its_aggregate_stores_its_rows(
     assert [(r.carrier, r.n, r.name) for r in fwd["named"].collect()] == [("UA", 1, "United")]
 
 
+def test_a_store_folder_deleted_and_recorded_into_again_gets_its_tables_made_again(
+        spark, flights, tmp_path):
+    """The process remembers which store tables exist; a folder deleted since is made
+    again with the store's own table settings, not by a bare append."""
+    import shutil
+
+    from delta.tables import DeltaTable
+
+    root = tmp_path / "again"
+    _record(hippo.LineageStore(spark, str(root)), flights, str(tmp_path / "o1"))
+    shutil.rmtree(root)
+    store = hippo.LineageStore(spark, str(root))
+    _record(store, flights, str(tmp_path / "o2"))
+    runs = tables.table_path(str(root), tables.RUNS)
+    props = DeltaTable.forPath(spark, runs).detail().first()["properties"]
+    assert props.get("delta.dataSkippingStatsColumns") == "run_id,status,ended_at"
+    assert [r.status for r in store.runs().collect()] == ["succeeded"]
+
+
 def test_a_run_that_raises_is_failed_and_its_lineage_is_invisible(store, flights, tmp_path):
     with pytest.raises(ZeroDivisionError):
         with store.run("broken") as run:
