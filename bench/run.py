@@ -92,9 +92,15 @@ class Overhead:
 
     untracked: list[float]
     tracked: list[float]
-    ratios: list[float]
     phases: list[dict[str, float]]
-    bytes_per_run: float  # what each counted tracked run added to its store
+    bytes_per_run: float  # what each tracked run after the first added to its store
+
+    @property
+    def ratios(self) -> list[float]:
+        return [t / u for t, u in zip(self.tracked, self.untracked, strict=True)]
+
+    def median_phases(self) -> dict[str, float]:
+        return {k: statistics.median(p[k] for p in self.phases) for k in self.phases[0]}
 
 
 def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Overhead:
@@ -103,7 +109,8 @@ def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Ove
     store_dir = _fresh(ctx.work / "stores" / wl.name)
     store = hippo.LineageStore(ctx.spark, str(store_dir))
     udir, tdir = ctx.work / "untracked" / wl.name, ctx.work / "tracked" / wl.name
-    out = Overhead([], [], [], [], 0.0)
+    out = Overhead([], [], [], 0.0)
+    first = max(warmup, 1)  # store bytes are counted from the end of this many pairs
     before = 0
     for i in range(warmup + pairs):
         order = ("untracked", "tracked") if i % 2 == 0 else ("tracked", "untracked")
@@ -116,7 +123,7 @@ def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Ove
                     got[mode] = workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
         if i == 0:
             workloads.assert_same_sinks(ctx.spark, wl, str(udir), str(tdir))
-        if i == warmup - 1 or (warmup == 0 and i == 0):
+        if i == first - 1:
             before = report.dir_bytes(store_dir)[0]
         u, t = got["untracked"], got["tracked"]
         _log(f"overhead {wl.name} sf{ctx.sf:g} {'warm-up' if i < warmup else 'pair'} {i}: "
@@ -126,9 +133,8 @@ def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Ove
         if i >= warmup:
             out.untracked.append(u)
             out.tracked.append(t.total)
-            out.ratios.append(t.total / u)
             out.phases.append(t.as_dict())
-    counted = pairs if warmup else pairs - 1
+    counted = warmup + pairs - first
     out.bytes_per_run = (report.dir_bytes(store_dir)[0] - before) / max(counted, 1)
     ctx.stores[wl.name] = store
     return out
@@ -141,7 +147,7 @@ def figure_overhead(ctx: Context, wls: list[Workload], pairs: int, warmup: int) 
         got = measure_overhead(ctx, wl, pairs, warmup)
         ratio = statistics.median(got.ratios)
         met &= ratio <= TARGETS["overhead"]
-        med = {k: statistics.median(p[k] for p in got.phases) for k in got.phases[0]}
+        med = got.median_phases()
         rows.append([wl.name, len(got.ratios), f"{statistics.median(got.untracked):.2f}",
                      f"{statistics.median(got.tracked):.2f}", f"{ratio:.2f}",
                      f"{min(got.ratios):.2f}-{max(got.ratios):.2f}",
@@ -407,7 +413,7 @@ def growth_rows(ctx: Context, wls: list[Workload], pairs: int, warmup: int, pick
             p50s.append(f"{percentile(times, 50):.2f} ({empty})")
             _log(f"growth {wl.name} sf{ctx.sf:g} {what} {level}: p50 "
                  f"{percentile(times, 50):.2f} s, {empty} empty")
-        med = {k: statistics.median(p[k] for p in got.phases) for k in got.phases[0]}
+        med = got.median_phases()
         rows.append([wl.name, f"{ctx.sf:g}", human(src),
                      f"{statistics.median(got.untracked):.2f}",
                      f"{statistics.median(got.tracked):.2f}",
