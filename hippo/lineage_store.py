@@ -26,6 +26,7 @@ from hippo.query.catalog import Catalog, Endpoint, load_run, runs_version
 from hippo.query.forward import forward
 from hippo.query.slots import Slots
 from hippo.query.trace import TraceStep, trace
+from hippo.replies import prompt_replies
 from hippo.session import HippoSettings, load_settings
 from hippo.store import tables
 
@@ -87,6 +88,7 @@ class LineageStore:
     def __init__(self, spark: SparkSession, path: str, strict: bool | None = None) -> None:
         _check_str(path, "path")
         self.spark = spark
+        prompt_replies(spark)
         self.path = path if "://" in path else os.path.abspath(path)
         self.settings: HippoSettings = load_settings(strict=strict)
         self._catalog: Catalog | None = None

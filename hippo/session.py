@@ -31,6 +31,7 @@ from xml.etree import ElementTree
 from pyspark.sql import SparkSession
 
 from hippo.errors import ConfigError, JarResolutionError
+from hippo.replies import prompt_replies
 
 __all__ = [
     "spark_session", "configure_spark", "HippoSettings", "load_settings", "conf_dir", "fetch_jars",
@@ -168,7 +169,9 @@ def spark_session(
         builder = builder.master(settings.pop("spark.master"))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    prompt_replies(spark)
+    return spark
 
 
 @dataclass(frozen=True)

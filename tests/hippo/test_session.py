@@ -217,3 +217,48 @@ def test_a_failed_try_deletes_the_named_modules_empty_and_truncated_files_only(i
 
     assert [p.name for p in corrupt if p.exists()] == []
     assert all(p.exists() for p in intact) and unnamed.exists()
+
+
+def _no_delay_both_ends(spark) -> tuple[bool, bool]:
+    """TCP_NODELAY of the calling thread's Py4J connection: (Python end, JVM end)."""
+    import socket
+
+    from py4j.java_gateway import JavaClass
+
+    client = spark.sparkContext._gateway._gateway_client
+    connection = client.get_thread_connection()
+    python_end = bool(connection.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    thread = JavaClass("java.lang.Thread", client)
+    target = thread._java_lang_class.getDeclaredField("target")
+    target.setAccessible(True)
+    serving = target.get(thread.currentThread())
+    field = serving.getClass().getDeclaredField("socket")
+    field.setAccessible(True)
+    return python_end, bool(field.get(serving).getTcpNoDelay())
+
+
+def test_py4j_connections_send_without_waiting_in_every_thread(spark):
+    """Replies over 8 KiB (plan JSON, wide schemas) would wait up to 40 ms each for a
+    delayed ACK; every thread's connection, opened before or after, sends at once, and
+    threads that end leave no connection behind."""
+    import threading
+
+    client = spark.sparkContext._gateway._gateway_client
+    big = "x" * 20000
+    found: list[tuple[bool, bool, int]] = []
+
+    def in_thread() -> None:
+        reply = spark._jvm.java.lang.StringBuilder(big).toString()  # a new connection
+        found.append((*_no_delay_both_ends(spark), len(reply)))
+
+    assert _no_delay_both_ends(spark) == (True, True)
+    for _ in range(5):
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join()
+    assert found == [(True, True, 20000)] * 5
+    import gc
+
+    gc.collect()
+    # Each ended thread's connection is closed by py4j's finalizer, not kept by hippo.
+    assert len(client.deque) <= 2
