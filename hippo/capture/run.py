@@ -95,6 +95,9 @@ class Run:
         self._sources: dict[str, int] = {}
         self._sinks: dict[str, int] = {}
         self._versions: dict[str, int] = {}
+        # The store's logs grow by a commit per run: checkpointed here, off the run's
+        # exit, when due (see hippo.store.tables.checkpoint_due).
+        self._recorder.later(tables.checkpoint_due, spark, root)
 
     def __repr__(self) -> str:
         return f"Run({self.name!r}, run_id={self.run_id!r})"

@@ -18,7 +18,7 @@ from hippo.errors import HippoError
 from hippo.session import jclass
 
 __all__ = ["table_state", "latest_version", "commit_text", "logged_files", "plain_files",
-           "read_plain"]
+           "read_plain", "checkpoint_lag", "checkpoint"]
 
 # A log of more commits than this (and no checkpoint) is left to Delta to read.
 LOGGED_COMMITS = 32
@@ -36,8 +36,7 @@ def table_state(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     """
     jvm = spark._jvm
     try:
-        log = jclass(jvm, "org.apache.spark.sql.delta.DeltaLog").forTable(
-            spark._jsparkSession, path)
+        log = _delta_log(spark, path)
         empty = jclass(jvm, "scala.Option").empty()
         snap = log.update(False, empty, empty)
         version = int(snap.version())
@@ -77,6 +76,37 @@ def commit_text(spark: SparkSession, path: str, version: int) -> str:
         return str(jclass(jvm, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8"))
     finally:
         stream.close()
+
+
+def _delta_log(spark: SparkSession, path: str) -> Any:
+    return jclass(spark._jvm, "org.apache.spark.sql.delta.DeltaLog").forTable(
+        spark._jsparkSession, path)
+
+
+def checkpoint_lag(spark: SparkSession, path: str) -> int:
+    """How many commits the table's log holds after its last checkpoint (all of them,
+    plus one, if it has none)."""
+    jvm = spark._jvm
+    log_dir, fs = _log(spark, path)
+    last = jclass(jvm, "org.apache.hadoop.fs.Path")(log_dir, "_last_checkpoint")
+    since = -1
+    if fs.exists(last):
+        stream = fs.open(last)
+        try:
+            text = str(jclass(jvm, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+        since = int(json.loads(text)["version"])
+    return latest_version(spark, path) - since
+
+
+def checkpoint(spark: SparkSession, path: str) -> None:
+    """Write a checkpoint of the table's latest version, then load the state it holds
+    into Delta's cached snapshot (its file count), so the next commit here need not."""
+    log = _delta_log(spark, path)
+    log.checkpoint()
+    empty = jclass(spark._jvm, "scala.Option").empty()
+    log.update(False, empty, empty).numOfFiles()
 
 
 def logged_files(spark: SparkSession, path: str, version: int) -> list[str] | None:

@@ -42,7 +42,10 @@ def _run_writers(tmp_path: Path, phases: list[dict], writers: int) -> list[dict]
     (tmp_path / "sync").mkdir()
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(plan))
-    env = {**os.environ, "HIPPO_LOCK_DIR": str(tmp_path / "locks")}
+    # Checkpoints every two commits: writers starting a run checkpoint the runs log
+    # (under its lock) while others commit to it.
+    env = {**os.environ, "HIPPO_LOCK_DIR": str(tmp_path / "locks"),
+           "HIPPO_CHECKPOINT_EVERY": "2"}
     procs = [subprocess.Popen([sys.executable, str(WRITER), str(plan_file), str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for i in range(writers)]
@@ -103,4 +106,6 @@ def test_writers_recording_into_one_store_at_once_all_land(spark, tmp_path):
         mine = [d for d in done if d["phase"] == r or (r == 0 and d["phase"] == 3)]
         history = DeltaTable.forPath(spark, f"{store.path}/runs").history().collect()
         assert sorted(h.version for h in history) == list(range(len(history)))
+        if r == 0:  # phase 3's runs started with four commits in the log
+            assert (tmp_path / "store0" / "runs" / "_delta_log" / "_last_checkpoint").exists()
         _check_runs(spark, store, mine)

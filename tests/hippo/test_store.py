@@ -165,6 +165,33 @@ def test_a_store_folder_deleted_and_recorded_into_again_gets_its_tables_made_aga
     assert [r.status for r in store.runs().collect()] == ["succeeded"]
 
 
+def test_the_runs_log_is_checkpointed_off_the_commits_and_reads_the_same_after(
+        spark, store, flights, tmp_path, monkeypatch):
+    """Runs' commits never checkpoint the log themselves (that is seconds of one run's
+    exit); a run's background thread does once enough commits have gathered, and the
+    store reads every run and answers queries the same from the checkpoint."""
+    import os
+
+    from delta.tables import DeltaTable
+
+    monkeypatch.setattr(tables, "CHECKPOINT_EVERY", 3)
+    runs = [_record(store, flights, str(tmp_path / "out")).run_id for _ in range(2)]
+    path = tables.table_path(store.path, tables.RUNS)
+    props = DeltaTable.forPath(spark, path).detail().first()["properties"]
+    assert int(props["delta.checkpointInterval"]) >= 10**9
+    log_dir = os.path.join(path, "_delta_log")
+    assert not os.path.exists(os.path.join(log_dir, "_last_checkpoint"))
+    before = store.backward("by_carrier", where="carrier = 'AA'")["flights"].collect()
+    # The third run finds three commits (creation and two runs) and checkpoints them.
+    runs.append(_record(store, flights, str(tmp_path / "out")).run_id)
+    with open(os.path.join(log_dir, "_last_checkpoint")) as f:
+        assert json.load(f)["version"] == 2
+    assert sorted(r.run_id for r in store.runs().collect()) == sorted(runs)
+    after = store.backward("by_carrier", where="carrier = 'AA'")["flights"].collect()
+    assert sorted(map(tuple, after)) == sorted(map(tuple, before))
+    assert sorted(r.flight for r in after) == [1, 2]
+
+
 def test_a_run_that_raises_is_failed_and_its_lineage_is_invisible(store, flights, tmp_path):
     with pytest.raises(ZeroDivisionError):
         with store.run("broken") as run:
