@@ -241,9 +241,12 @@ def test_py4j_connections_send_without_waiting_in_every_thread(spark):
     """Replies over 8 KiB (plan JSON, wide schemas) would wait up to 40 ms each for a
     delayed ACK; every thread's connection, opened before or after, sends at once, and
     threads that end leave no connection behind."""
+    import gc
     import threading
 
     client = spark.sparkContext._gateway._gateway_client
+    gc.collect()
+    held = len(client.deque)  # connections of live threads (and of earlier tests')
     big = "x" * 20000
     found: list[tuple[bool, bool, int]] = []
 
@@ -257,8 +260,6 @@ def test_py4j_connections_send_without_waiting_in_every_thread(spark):
         thread.start()
         thread.join()
     assert found == [(True, True, 20000)] * 5
-    import gc
-
     gc.collect()
     # Each ended thread's connection is closed by py4j's finalizer, not kept by hippo.
-    assert len(client.deque) <= 2
+    assert len(client.deque) <= held + 1
