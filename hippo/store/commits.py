@@ -32,7 +32,7 @@ from hippo.errors import StoreBusyError, first_line
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["is_local", "table_lock", "committed", "commit_version", "LOCK_TIMEOUT"]
+__all__ = ["is_local", "local_path", "table_lock", "committed", "commit_version", "LOCK_TIMEOUT"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file:")
 
 
+def local_path(path: str) -> str:
+    """A local ``path`` without its ``file:`` scheme, if it has one."""
+    return path[len("file:"):] if path.startswith("file:") else path
+
+
 def _lock_dir() -> Path:
     folder = Path(os.environ.get("HIPPO_LOCK_DIR") or Path(tempfile.gettempdir()) / "hippo-locks")
     if not folder.is_dir():
@@ -74,8 +79,7 @@ def table_lock(path: str) -> Iterator[None]:
     if not is_local(path):
         yield
         return
-    plain = path[len("file:"):] if path.startswith("file:") else path
-    key = hashlib.sha1(os.path.realpath(plain).encode()).hexdigest()[:20]
+    key = hashlib.sha1(os.path.realpath(local_path(path)).encode()).hexdigest()[:20]
     lock = FileLock(str(_lock_dir() / f"{key}.lock"), mode=0o666)
     try:
         lock.acquire(timeout=LOCK_TIMEOUT)

@@ -67,15 +67,25 @@ def _log(spark: SparkSession, path: str) -> tuple[Any, Any]:
     return log_dir, log_dir.getFileSystem(spark._jsc.hadoopConfiguration())
 
 
-def commit_text(spark: SparkSession, path: str, version: int) -> str:
-    """The JSON of commit ``version`` of the table at ``path`` (raises if it is gone)."""
+def _log_text(spark: SparkSession, path: str, name: str, missing_ok: bool = False
+              ) -> str | None:
+    """The text of the file ``name`` in the table's ``_delta_log`` (raises if it is gone,
+    unless ``missing_ok``: then None)."""
     jvm = spark._jvm
     log_dir, fs = _log(spark, path)
-    stream = fs.open(jclass(jvm, "org.apache.hadoop.fs.Path")(log_dir, f"{version:020d}.json"))
+    file = jclass(jvm, "org.apache.hadoop.fs.Path")(log_dir, name)
+    if missing_ok and not fs.exists(file):
+        return None
+    stream = fs.open(file)
     try:
         return str(jclass(jvm, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8"))
     finally:
         stream.close()
+
+
+def commit_text(spark: SparkSession, path: str, version: int) -> str:
+    """The JSON of commit ``version`` of the table at ``path`` (raises if it is gone)."""
+    return str(_log_text(spark, path, f"{version:020d}.json"))
 
 
 def _delta_log(spark: SparkSession, path: str) -> Any:
@@ -86,17 +96,8 @@ def _delta_log(spark: SparkSession, path: str) -> Any:
 def checkpoint_lag(spark: SparkSession, path: str) -> int:
     """How many commits the table's log holds after its last checkpoint (all of them,
     plus one, if it has none)."""
-    jvm = spark._jvm
-    log_dir, fs = _log(spark, path)
-    last = jclass(jvm, "org.apache.hadoop.fs.Path")(log_dir, "_last_checkpoint")
-    since = -1
-    if fs.exists(last):
-        stream = fs.open(last)
-        try:
-            text = str(jclass(jvm, "org.apache.commons.io.IOUtils").toString(stream, "UTF-8"))
-        finally:
-            stream.close()
-        since = int(json.loads(text)["version"])
+    last = _log_text(spark, path, "_last_checkpoint", missing_ok=True)
+    since = -1 if last is None else int(json.loads(last)["version"])
     return latest_version(spark, path) - since
 
 

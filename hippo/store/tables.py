@@ -34,7 +34,7 @@ from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 
 from hippo.errors import NotAStoreError, StoreFormatError, first_line
 from hippo.session import session_conf
-from hippo.store.commits import committed, is_local, table_lock
+from hippo.store.commits import committed, is_local, local_path, table_lock
 from hippo.store.delta_log import checkpoint, checkpoint_lag, read_plain
 
 __all__ = [
@@ -149,8 +149,7 @@ def _known(cache: set[str], path: str) -> bool:
         return False
     if not is_local(path):
         return True
-    plain = path[len("file:"):] if path.startswith("file:") else path
-    return os.path.isdir(os.path.join(plain, "_delta_log"))
+    return os.path.isdir(os.path.join(local_path(path), "_delta_log"))
 
 
 def create_tables(spark: SparkSession, root: str, names: tuple[str, ...] = (RUNS,)) -> None:
@@ -235,12 +234,16 @@ def checkpoint_due(spark: SparkSession, root: str) -> None:
     """Checkpoint the store tables appended to on every run (runs, sink_rows) whose
     log has gathered CHECKPOINT_EVERY commits since their last checkpoint, under the
     table's commit lock, and load the new state, so the next commit does not rebuild
-    it. Run on a run's background thread; a failure only leaves the log longer."""
+    it. Run on a run's background thread; a failure only leaves the log longer.
+
+    Only tables this process has created or appended to are looked at (a process that
+    never writes ``sink_rows`` leaves it to those that do): no Delta call per run to
+    find out whether a table exists."""
     for table in (RUNS, SINK_ROWS):
         path = table_path(root, table)
+        if not _known(_EXISTING, path):
+            continue
         try:
-            if not _known(_EXISTING, path) and not _is_delta(spark, path):
-                continue
             if checkpoint_lag(spark, path) < CHECKPOINT_EVERY:
                 continue
             with table_lock(path):  # another process may have just made it
