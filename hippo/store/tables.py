@@ -36,6 +36,7 @@ from hippo.errors import NotAStoreError, StoreFormatError, first_line
 from hippo.session import session_conf
 from hippo.store.commits import committed, is_local, local_path, table_lock
 from hippo.store.delta_log import checkpoint, checkpoint_lag, read_plain
+from hippo.store.row_commit import prepare_commit
 
 __all__ = [
     "RUNS", "SINK_ROWS", "QUARANTINE", "REMOVALS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
@@ -210,9 +211,25 @@ def check_store(spark: SparkSession, root: str) -> bool:
 
 
 def append_rows(spark: SparkSession, root: str, table: str, rows: list[dict[str, Any]]) -> None:
-    """Append metadata rows (a handful per run) in one Delta transaction."""
-    if rows:
+    """Append metadata rows (a handful per run) in one Delta transaction: their file
+    written on the driver and committed through Delta's transaction API, no Spark job
+    (:mod:`hippo.store.row_commit`); through a Spark write if this Delta lacks that API."""
+    if not rows:
+        return
+    path = table_path(root, table)
+    try:
+        commit = prepare_commit(spark, path, rows, SCHEMAS[table],
+                                _STATS_COLUMNS[table].split(","), _TABLE_PROPERTIES[table])
+    except Exception as err:  # noqa: BLE001 -- another Delta: append as a DataFrame
+        log.debug("appending to `%s` through Spark: %s", path, first_line(err))
         append_frame(local_frame(spark, rows, SCHEMAS[table]).coalesce(1), root, table)
+        return
+
+    def save() -> None:
+        with session_conf(spark, _COMMIT_SETTINGS):
+            commit()
+
+    committed(path, save, f"appending to the store table `{table}`")
 
 
 def append_frame(df: DataFrame, root: str, table: str, **options: str) -> None:

@@ -192,6 +192,69 @@ def test_the_runs_log_is_checkpointed_off_the_commits_and_reads_the_same_after(
     assert sorted(r.flight for r in after) == [1, 2]
 
 
+def _metadata_rows(n):
+    at = datetime.datetime(2026, 3, 1, 12, 30, 15, 123456)
+    return [{"run_id": f"run{i:02d}", "name": "n", "params": '{"a": 1}', "status": "succeeded",
+             "started_at": at, "ended_at": at + datetime.timedelta(seconds=i),
+             "code_version": None, "spark_version": "4.1", "hippo_version": "0",
+             "error": None if i % 2 else "Boom: x" * 50, "sinks": {"out": i, "b": -1},
+             "format": 3, "steps": json.dumps([{"op_id": i}] * 100)} for i in range(n)]
+
+
+def test_metadata_rows_appended_without_a_spark_job_read_as_a_spark_write_of_them(
+        spark, tmp_path):
+    """A run's row is committed through Delta's transaction API from a file written on
+    the driver: every reader gets what a DataFrame append of the same rows gives, the
+    history records an append, and Delta skips files by ``run_id`` statistics."""
+    from delta.tables import DeltaTable
+
+    rows = _metadata_rows(6)
+    direct, plain = str(tmp_path / "direct"), str(tmp_path / "plain")
+    for root in (direct, plain):
+        tables.create_tables(spark, root)
+    tracker = spark.sparkContext.statusTracker()
+    jobs = set(tracker.getJobIdsForGroup(None))
+    for row in rows:
+        tables.append_rows(spark, direct, tables.RUNS, [row])
+    assert set(tracker.getJobIdsForGroup(None)) == jobs  # no Spark job
+    tables.append_frame(tables.local_frame(spark, rows, tables.SCHEMAS[tables.RUNS]), plain,
+                        tables.RUNS)
+
+    def read(root, how):
+        path = tables.table_path(root, tables.RUNS)
+        df = (spark.read.format("delta").load(path) if how == "delta"
+              else tables.read_table(spark, root, tables.RUNS))
+        return sorted(tuple(sorted(r.asDict().items())) for r in df.collect())
+
+    expected = read(plain, "delta")
+    assert len(expected) == 6
+    assert read(direct, "delta") == expected
+    assert read(direct, "plain") == expected
+    path = tables.table_path(direct, tables.RUNS)
+    history = DeltaTable.forPath(spark, path).history().orderBy("version").collect()
+    assert [(h.version, h.operation) for h in history][1:] == [(v, "WRITE") for v in range(1, 7)]
+    assert {h.operationParameters["mode"] for h in history[1:]} == {"Append"}
+    one = spark.read.format("delta").load(path).filter(F.col("run_id") == "run03")
+    assert len(one.inputFiles()) == 1  # skipped the other five files by their statistics
+    assert one.first().sinks == {"out": 3, "b": -1}
+
+
+def test_metadata_rows_are_appended_through_spark_when_delta_lacks_the_transaction_api(
+        spark, tmp_path, monkeypatch):
+    def missing(*args, **kwargs):
+        raise RuntimeError("no such Delta API")
+
+    monkeypatch.setattr(tables, "prepare_commit", missing)
+    root = str(tmp_path / "fallback")
+    tables.create_tables(spark, root)
+    tracker = spark.sparkContext.statusTracker()
+    jobs = set(tracker.getJobIdsForGroup(None))
+    tables.append_rows(spark, root, tables.RUNS, _metadata_rows(2))
+    assert set(tracker.getJobIdsForGroup(None)) > jobs  # written by a Spark job
+    assert sorted(r.run_id for r in tables.read_table(spark, root, tables.RUNS).collect()) == [
+        "run00", "run01"]
+
+
 def test_a_run_that_raises_is_failed_and_its_lineage_is_invisible(store, flights, tmp_path):
     with pytest.raises(ZeroDivisionError):
         with store.run("broken") as run:
