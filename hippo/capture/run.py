@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from hippo.capture.recorder import Recorder
 from hippo.capture.tracked import TrackedDataFrame, check_tracked
 from hippo.errors import HippoError, UnsupportedStepError, listing
+from hippo.py4j_lists import selected
 from hippo.recorded.ids import is_hidden, quoted
 from hippo.recorded.pinned import describe, latest_version, read_source, reserved_columns
 from hippo.recorded.sink_rows import sink_rows_of
@@ -179,7 +180,7 @@ class Run:
         if explicit:  # two writes (the sink, and its rows' lineage) from one computation
             frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            self._versions[name] = self._write(name, frame.select(*[F.col(quoted(c)) for c in user]),
+            self._versions[name] = self._write(name, selected(frame, [quoted(c) for c in user]),
                                                path, mode)
             if explicit:
                 self._store_rows(name, sink_rows_of(frame, user, slots))

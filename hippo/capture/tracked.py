@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.errors import HippoError, UnsupportedStepError
+from hippo.py4j_lists import renamed, selected
 from hippo.recorded.ids import ID, content_hash, derived_id, is_hidden, pos_name, quoted
 from hippo.recorded.state import LineageState
 
@@ -58,8 +59,8 @@ def _flatten(items: Iterable[Any]) -> list[Any]:
 
 def _positional_select(df: DataFrame, positions: list[int], names: list[str]) -> DataFrame:
     """Select columns by position (names may repeat) and name them."""
-    tmp = df.toDF(*[f"__p{i}" for i in range(len(df.columns))])
-    return tmp.select(*[f"__p{p}" for p in positions]).toDF(*names)
+    tmp = renamed(df, [f"__p{i}" for i in range(len(df.columns))])
+    return renamed(selected(tmp, [f"__p{p}" for p in positions]), names)
 
 
 class TrackedDataFrame:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from hippo.py4j_lists import renamed
+
 __all__ = ["ID", "SLOT_PREFIX", "KEY", "RESERVED", "COLUMN", "LEFT", "RIGHT", "is_hidden",
            "quoted", "pos_name", "pos_index", "positional", "content_hash", "derived_id"]
 
@@ -56,7 +58,7 @@ def pos_index(name: str, prefix: str = COLUMN) -> int:
 
 def positional(df: DataFrame, prefix: str = COLUMN) -> DataFrame:
     """``df`` with its columns named by position: ``<prefix>0``, ``<prefix>1``, ..."""
-    return df.toDF(*[pos_name(i, prefix) for i in range(len(df.columns))])
+    return renamed(df, [pos_name(i, prefix) for i in range(len(df.columns))])
 
 
 def _null_mask(cols: Sequence[Column]) -> list[Column]:

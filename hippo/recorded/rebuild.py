@@ -29,6 +29,7 @@ from hippo.recorded.ids import (
     positional,
     quoted,
 )
+from hippo.py4j_lists import renamed, selected
 from hippo.session import session_conf
 
 __all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]
@@ -93,7 +94,7 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
         return build_step(node.child, inputs, every_row, refit)
     if isinstance(node, S.Explicit):
         child = build_step(node.child, inputs, every_row, refit)
-        rows = child.sparkSession.read.format("delta").load(node.path).toDF(*node.names)
+        rows = renamed(child.sparkSession.read.format("delta").load(node.path), node.names)
         return rows.join(child.select(F.col(ID).alias("__hippo_kept")).distinct(),
                          F.col(ID) == F.col("__hippo_kept"), "left_semi")
     if isinstance(node, S.Declared):
@@ -115,7 +116,7 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
     else:
         child = positional(build_step(node.child, inputs, every_row))  # type: ignore[attr-defined]
         out = child if every_row and isinstance(node, PICKING) else _unary(node, child)
-    return out.toDF(*node.names)  # type: ignore[attr-defined]
+    return renamed(out, node.names)  # type: ignore[attr-defined]
 
 
 def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
@@ -144,7 +145,7 @@ def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:
 
 
 def _user(df: DataFrame) -> DataFrame:
-    return df.select(*[F.col(quoted(c)) for c in df.columns if not is_hidden(c)])
+    return selected(df, [quoted(c) for c in df.columns if not is_hidden(c)])
 
 
 def pickled(fn: Any) -> str:
@@ -226,12 +227,12 @@ def build_pairs(node: S.Node, inputs: list[DataFrame]) -> DataFrame:
         node = node.child  # type: ignore[attr-defined]
     left = build_step(node.left, inputs)
     right = build_step(node.right, inputs)
-    return _joined(node, left, right, "inner").toDF(*left.columns, *right.columns)
+    return renamed(_joined(node, left, right, "inner"), [*left.columns, *right.columns])
 
 
 def _unary(node: S.Node, child: DataFrame) -> DataFrame:
     if isinstance(node, S.Project):
-        return child.select(*[F.expr(s) for s in node.exprs])
+        return selected(child, node.exprs)
     if isinstance(node, S.Filter):
         return child.filter(F.expr(node.cond))
     if isinstance(node, S.Aggregate):
@@ -239,7 +240,7 @@ def _unary(node: S.Node, child: DataFrame) -> DataFrame:
         aggs = [F.expr(a) for a in node.aggs]
         grouped = child.groupBy(*groups).agg(*aggs)
         names = [f"__g{i}" for i in range(len(groups))] + [f"__a{i}" for i in range(len(aggs))]
-        return grouped.toDF(*names).select(*names[len(groups):])
+        return selected(renamed(grouped, names), names[len(groups):])
     if isinstance(node, S.Distinct):
         return child.distinct()
     if isinstance(node, S.Dedup):
