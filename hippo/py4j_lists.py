@@ -2,10 +2,11 @@
 
 PySpark turns a Python list into a Java one through Py4J's converter: a ``new
 ArrayList`` and then one ``add`` call, one round trip, per element. ``df.toDF(*names)``
-of 30 names is 32 round trips; hippo renames and projects frames by position at every
-recorded step and in every rebuild check, 3,000-4,000 such calls per TPC-H run, about
-0.3 s of driver time. Here the strings travel as one text, joined by a NUL character,
-and are split by a ``java.util.regex.Pattern`` on the JVM side.
+of 30 names is 32 round trips, and hippo renames and projects frames by position at
+every recorded step, in every rebuild check and in every rebuilt plan a query reads.
+Here the strings travel as one text, joined by a NUL character, and are split by a
+``java.util.regex.Pattern`` on the JVM side: a rename of 30 columns took 1.7 ms instead
+of 3.5 ms (median of 200, alternated), 1.2 ms of either being Spark's own work.
 
 Not covered: a string that itself holds a NUL character; those lists go through PySpark's
 own conversion.
@@ -13,7 +14,7 @@ own conversion.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
@@ -40,19 +41,19 @@ def string_seq(df: DataFrame, items: Sequence[str]) -> JavaObject | None:
 
 def renamed(df: DataFrame, names: Sequence[str]) -> DataFrame:
     """``df.toDF(*names)``."""
-    if not names:
-        return df.toDF()
-    seq = string_seq(df, names)
-    if seq is None:
-        return df.toDF(*names)
-    return DataFrame(df._jdf.toDF(seq), df.sparkSession)
+    return _with_strings(df, "toDF", names, df.toDF)
 
 
 def selected(df: DataFrame, exprs: Sequence[str]) -> DataFrame:
     """``df.selectExpr(*exprs)``: SQL expressions (a quoted name is a column)."""
-    if not exprs:
-        return df.selectExpr()
-    seq = string_seq(df, exprs)
+    return _with_strings(df, "selectExpr", exprs, df.selectExpr)
+
+
+def _with_strings(df: DataFrame, method: str, items: Sequence[str],
+                  pyspark_call: Callable[..., DataFrame]) -> DataFrame:
+    """The Dataset method ``method`` called with ``items`` as its one ``Seq[String]``
+    argument; PySpark's ``pyspark_call(*items)`` when none or one holds a NUL."""
+    seq = string_seq(df, items) if items else None
     if seq is None:
-        return df.selectExpr(*exprs)
-    return DataFrame(df._jdf.selectExpr(seq), df.sparkSession)
+        return pyspark_call(*items)
+    return DataFrame(getattr(df._jdf, method)(seq), df.sparkSession)

@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.errors import HippoError
+from hippo.py4j_lists import renamed, selected
 from hippo.recorded import spec as S
 from hippo.recorded.ids import (
     ID,
@@ -29,7 +30,6 @@ from hippo.recorded.ids import (
     positional,
     quoted,
 )
-from hippo.py4j_lists import renamed, selected
 from hippo.session import session_conf
 
 __all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]

@@ -13,8 +13,9 @@ committed is an orphan that ``VACUUM`` removes, as after a failed Spark write.
 
 Not checked: that ``rows`` fit the table's schema (the callers are hippo's own, with
 fixed schemas). Statistics are kept only for the table's skipping columns that are
-strings of at most 32 characters, numbers or booleans (Delta truncates longer strings
-and timestamps; a column without statistics is never skipped, which is always correct).
+strings of at most 32 characters or integers (Delta truncates longer strings and
+timestamps): null counts for every one, minimum and maximum for those; a column without
+them is never skipped, which is always correct.
 """
 
 from __future__ import annotations

@@ -15,14 +15,15 @@ def wide(spark):
 
 
 def _calls(spark, work):
-    """How many commands the calling thread's Py4J client sends while ``work`` runs."""
+    """How many commands the Py4J client sends while ``work`` runs (not counting the
+    memory commands that free Java objects Python collected meanwhile)."""
     client = spark.sparkContext._gateway._gateway_client
     sent = 0
     original = client.send_command
 
     def counted(command, *args, **kwargs):
         nonlocal sent
-        sent += 1
+        sent += not command.startswith("m\n")
         return original(command, *args, **kwargs)
 
     client.send_command = counted
