@@ -18,7 +18,7 @@ from hippo.errors import HippoError
 from hippo.session import jclass
 
 __all__ = ["table_state", "latest_version", "commit_text", "logged_files", "plain_files",
-           "read_plain", "checkpoint_lag", "checkpoint"]
+           "read_plain", "checkpoint_lag", "checkpoint", "table_log"]
 
 # A log of more commits than this (and no checkpoint) is left to Delta to read.
 LOGGED_COMMITS = 32
@@ -36,7 +36,7 @@ def table_state(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
     """
     jvm = spark._jvm
     try:
-        log = _delta_log(spark, path)
+        log = table_log(spark, path)
         empty = jclass(jvm, "scala.Option").empty()
         snap = log.update(False, empty, empty)
         version = int(snap.version())
@@ -88,7 +88,8 @@ def commit_text(spark: SparkSession, path: str, version: int) -> str:
     return str(_log_text(spark, path, f"{version:020d}.json"))
 
 
-def _delta_log(spark: SparkSession, path: str) -> Any:
+def table_log(spark: SparkSession, path: str) -> Any:
+    """Delta's ``DeltaLog`` of the table at ``path`` (cached by Delta per path)."""
     return jclass(spark._jvm, "org.apache.spark.sql.delta.DeltaLog").forTable(
         spark._jsparkSession, path)
 
@@ -104,7 +105,7 @@ def checkpoint_lag(spark: SparkSession, path: str) -> int:
 def checkpoint(spark: SparkSession, path: str) -> None:
     """Write a checkpoint of the table's latest version, then load the state it holds
     into Delta's cached snapshot (its file count), so the next commit here need not."""
-    log = _delta_log(spark, path)
+    log = table_log(spark, path)
     log.checkpoint()
     empty = jclass(spark._jvm, "scala.Option").empty()
     log.update(False, empty, empty).numOfFiles()

@@ -30,24 +30,30 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from hippo.session import jclass
+from hippo.store.delta_log import table_log
 
-__all__ = ["prepare_commit"]
+__all__ = ["prepare_commit", "arrow_rows"]
 
 _STRING_STATS = 32  # Delta's prefix length for string statistics
+
+
+def arrow_rows(rows: list[dict[str, Any]], ddl: str) -> Any:
+    """``rows`` as a pyarrow Table of the Spark schema ``ddl`` (naive datetimes are UTC)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import DataType
+
+    return pa.Table.from_pylist(rows, schema=to_arrow_schema(DataType.fromDDL(ddl)))
 
 
 def _parquet(rows: list[dict[str, Any]], ddl: str, properties: dict[str, str]) -> bytes:
     """``rows`` as the bytes of one Parquet file, written as Spark would with the
     table's Parquet properties (statistics, dictionary, zstd level)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
-    from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import DataType
 
-    table = pa.Table.from_pylist(rows, schema=to_arrow_schema(DataType.fromDDL(ddl)))
     buffer = io.BytesIO()
     pq.write_table(
-        table, buffer, compression="zstd",
+        arrow_rows(rows, ddl), buffer, compression="zstd",
         compression_level=int(properties.get("parquet.compression.codec.zstd.level", "3")),
         use_dictionary=properties.get("parquet.enable.dictionary", "true") != "false",
         write_statistics=properties.get("parquet.column.statistics.enabled", "true") != "false")
@@ -91,7 +97,6 @@ def prepare_commit(spark: SparkSession, path: str, rows: list[dict[str, Any]], d
     operation = _append_operation(jvm)
     actions = jvm.java.util.ArrayList()
     actions.add(jclass(jvm, "org.apache.spark.sql.delta.actions.Action").fromJson(json.dumps(add)))
-    delta_log = jclass(jvm, "org.apache.spark.sql.delta.DeltaLog")
     to_scala = jclass(jvm, "scala.jdk.javaapi.CollectionConverters").asScala
 
     hadoop_path = jclass(jvm, "org.apache.hadoop.fs.Path")(f"{path.rstrip('/')}/{name}")
@@ -103,7 +108,7 @@ def prepare_commit(spark: SparkSession, path: str, rows: list[dict[str, Any]], d
         out.close()
 
     def commit() -> int:
-        txn = delta_log.forTable(spark._jsparkSession, path).startTransaction()
+        txn = table_log(spark, path).startTransaction()
         return int(txn.commit(to_scala(actions).toSeq(), operation))
 
     return commit

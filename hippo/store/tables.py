@@ -36,7 +36,7 @@ from hippo.errors import NotAStoreError, StoreFormatError, first_line
 from hippo.session import session_conf
 from hippo.store.commits import committed, is_local, local_path, table_lock
 from hippo.store.delta_log import checkpoint, checkpoint_lag, read_plain
-from hippo.store.row_commit import prepare_commit
+from hippo.store.row_commit import arrow_rows, prepare_commit
 
 __all__ = [
     "RUNS", "SINK_ROWS", "QUARANTINE", "REMOVALS", "SCHEMAS", "COMPRESSION", "STEP_TYPE", "table_path",
@@ -278,13 +278,9 @@ def local_frame(spark: SparkSession, rows: list[dict[str, Any]], ddl: str) -> Da
     0.2 s of each metadata append; from an Arrow table the JVM reads the rows directly.
     Naive datetimes are UTC.
     """
-    import pyarrow as pa
-    from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import DataType
 
-    schema = DataType.fromDDL(ddl)
-    arrow = pa.Table.from_pylist(rows, schema=to_arrow_schema(schema))
-    return spark.createDataFrame(arrow, schema)
+    return spark.createDataFrame(arrow_rows(rows, ddl), DataType.fromDDL(ddl))
 
 
 def read_table(spark: SparkSession, root: str, table: str) -> DataFrame:
