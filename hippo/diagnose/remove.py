@@ -62,7 +62,7 @@ from hippo.diagnose.ledger import (
 from hippo.errors import RemovalError, listing
 from hippo.query.backward import lineage_of
 from hippo.query.forward import forward
-from hippo.query.slots import Slots, cut_sources, query_errors
+from hippo.query.slots import Slots, computed_once, cut_sources, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded import spec as S
 from hippo.recorded.ids import ID, content_hash, is_hidden, quoted
@@ -235,7 +235,7 @@ def _changes(old: DataFrame, new: DataFrame) -> DataFrame:
 def _counted_changes(old: DataFrame, new: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     """:func:`_changes`, computed once, and how many ids each kind of change has (at
     most four rows reach the driver)."""
-    changes = _changes(old, new).localCheckpoint(eager=True)
+    changes = computed_once(_changes(old, new))
     return changes, _counts(changes)
 
 
@@ -264,8 +264,7 @@ def _plan(slots: Slots, sink: Step, source_op: int, cleaned: DataFrame, removed:
     written = slots.written(sink)
     removed_ids = removed.select(ID).distinct()
     if isinstance(inversion, Inversion) and force_full is None:
-        changes = subtracted(run, inversion, source_op, removed, written).localCheckpoint(
-            eager=True)
+        changes = computed_once(subtracted(run, inversion, source_op, removed, written))
         counts = _counts(changes)
         new = changes.filter(F.col("new_n").isNotNull()).select(
             "hippo_row_id", "new_hash", *[F.col("after." + quoted(c)).alias(c)
@@ -463,7 +462,7 @@ def remove(slots: Slots, source_name: str, where: str | Column, dry_run: bool) -
         whole = run.frame(source.op_id)
         user = [c for c in whole.columns if not is_hidden(c)]
         removed = checked_filter(whole, where, f"source `{source_name}`", user)
-        removed = removed.localCheckpoint(eager=True)
+        removed = computed_once(removed)
         n_removed = removed.count()
         removed_ids = removed.select(ID).distinct()
         cleaned = whole.join(removed_ids, ID, "left_anti").select(

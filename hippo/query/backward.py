@@ -12,14 +12,15 @@ from __future__ import annotations
 from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from hippo.query import pushdown
 from hippo.query.pushdown import (
     BARE, Hint, few, few_sets, hint_cond, hintable, hintable_type, isin)
 from hippo.query.reduction import reduced_where
-from hippo.query.slots import Slots, check_columns, id_frame, nonempty, query_errors
+from hippo.query.slots import (
+    Slots, check_columns, computed_once, id_frame, nonempty, query_errors)
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
@@ -31,10 +32,12 @@ __all__ = ["backward", "lineage_of", "chosen_values", "copies_cond", "pushable_p
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
 _COPIES = 2
-# (source op, ids, columns, hint: what every row of ids satisfies, or None, known: the
-# ids themselves when they are few and read to the driver, False when they are many,
-# None when not read yet)
-_Path = tuple[int, DataFrame, "frozenset[str] | None", "Hint | None", "list[int] | bool | None"]
+# (source op, ids (None when known: made into a frame only if a join needs them),
+# columns, hint: what every row of ids satisfies, or None, known: the ids themselves
+# when they are few and read to the driver, False when they are many, None when not
+# read yet)
+_Path = tuple[int, "DataFrame | None", "frozenset[str] | None", "Hint | None",
+              "list[int] | bool | None"]
 # Wanted refs per slot: None = every column, else refs (source column names, or positions
 # at a group's input), with _ROWS when the rows themselves are wanted (a cell computed from
 # no column, such as count(*), is made by its rows).
@@ -98,7 +101,7 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
     wanted = _wanted(state, positions, influencing)
     if found is None and len(wanted) > 1:  # every slot's ids come from these rows: once
         rows = rows.localCheckpoint(eager=True)
-    work = _Work()
+    work = _Work(slots.spark)
     for slot, refs in wanted.items():
         origin = state.slots[slot]
         values = _key_values(state, slot, seen)
@@ -112,7 +115,7 @@ def lineage_of(slots: Slots, sink_name: str, chosen: DataFrame, columns: list[st
         known = list(dict.fromkeys(r["slots"][at] for r in found
                                    if r["slots"][at] is not None))
         if known:  # the chosen rows' ids, made on the driver: no job reads them again
-            work.add(slot, origin, id_frame(slots.spark, known), refs, values, hint, known)
+            work.add(slot, origin, None, refs, values, hint, known)
     return _assemble(slots, work.done(slots, influencing, grown))
 
 
@@ -190,16 +193,22 @@ class _Work:
     them latest step first sees every id before it resolves a slot).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spark: SparkSession) -> None:
+        self.spark = spark
         self.todo: dict[tuple[str, Any], list[tuple[Origin, DataFrame, Any, Any]]] = {}
         self.paths: list[_Path] = []
 
-    def add(self, slot: str, origin: Origin, ids: DataFrame, refs: frozenset[Any] | None,
-            values: list[tuple[Any, ...]] | None = None, hint: Hint | None = None,
-            known: list[int] | bool | None = None) -> None:
+    def add(self, slot: str, origin: Origin, ids: DataFrame | None,
+            refs: frozenset[Any] | None, values: list[tuple[Any, ...]] | None = None,
+            hint: Hint | None = None, known: list[int] | bool | None = None) -> None:
+        """``ids`` may be None when ``known`` lists them: a source's answer reads few
+        ids as a filter, so their frame (a local relation, ~13 ms to make) is made
+        only where a join needs it."""
         if origin.kind == "source":
             self.paths.append((origin.op, ids, refs, hint, known))
             return
+        if ids is None:
+            ids = id_frame(self.spark, known)
         self.todo.setdefault((slot, refs), []).append((origin, ids, values, hint))
 
     def done(self, slots: Slots, influencing: bool, grown: bool) -> list[_Path]:
@@ -293,7 +302,7 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     # few (at most 1,001 rows, from the checkpoint).
     kept = [F.col(slot) for slot in wanted] + [
         F.col(f"__v{i}") for pairs in copies.values() for i, _ in pairs]
-    group = group.select(*kept).localCheckpoint(eager=True)
+    group = computed_once(group.select(*kept))
     found = few(group)
     if copies and found is not None:
         for slot, hint_ in _group_hints(found, copies).items():
@@ -313,7 +322,7 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
             continue
         known = list(dict.fromkeys(r[slot] for r in found if r[slot] is not None))
         if known:
-            work.add(slot, inner.slots[slot], id_frame(slots.spark, known), slot_refs,
+            work.add(slot, inner.slots[slot], None, slot_refs,
                      hint=hints.get(slot), known=known)
 
 
@@ -365,7 +374,7 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
             if all(isinstance(p[4], list) for p in items):
                 known = list(dict.fromkeys(i for p in items for i in p[4]))
             else:
-                ids = reduce(DataFrame.union, [p[1] for p in items]).distinct()
+                ids = reduce(DataFrame.union, [_ids(slots, p) for p in items]).distinct()
                 many = any(p[4] is False for p in items)
                 found = None if many else few(ids)
                 known = None if found is None else [r[0] for r in found]
@@ -377,9 +386,14 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
             result = result.select(*[F.col(quoted(c)) for c in keep],
                                    F.col(ID).alias("hippo_row_id"))
         else:
-            result = _nulled(src, cols, items)
+            result = _nulled(src, cols, [(p[0], _ids(slots, p), *p[2:]) for p in items])
         out[name] = result
     return nonempty(out, frozenset(small))
+
+
+def _ids(slots: Slots, path: _Path) -> DataFrame:
+    """A path's ids as a frame (column ``id``)."""
+    return path[1] if path[1] is not None else id_frame(slots.spark, path[4])
 
 
 def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
@@ -391,9 +405,8 @@ def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
         for p in items
     ]
     # Computed once: read by the check below and by the answer.
-    flags = reduce(DataFrame.union, flagged).groupBy("id").agg(
-        *[F.max(f"__hippo_f{j}").alias(f"__hippo_f{j}") for j in range(len(keep))]
-    ).localCheckpoint(eager=True)
+    flags = computed_once(reduce(DataFrame.union, flagged).groupBy("id").agg(
+        *[F.max(f"__hippo_f{j}").alias(f"__hippo_f{j}") for j in range(len(keep))]))
     # A column only some paths read (one side of a union of a source with itself) is
     # answered only if a chosen row reaches the source along such a path.
     seen = flags.agg(*[F.max(f"__hippo_f{j}") for j in range(len(keep))]).first()
