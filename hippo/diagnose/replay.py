@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 
 from hippo.errors import ReplayError
 from hippo.query.backward import backward, chosen_values, copies_cond, pushable_positions
-from hippo.query.pushdown import few, isin
+from hippo.query.pushdown import few, filtered, isin
 from hippo.query.slots import Slots, chosen_ids, cut_sources, query_errors
 from hippo.query.where import checked_filter
 from hippo.recorded import spec as S
@@ -121,7 +121,7 @@ def _pushed(slots: Slots, run: RecordedRun, sink: Step, where: str | Column
     cond = None if seen is None else copies_cond(state, seen, list(sink.columns), keys=True)
     if cond is None:
         return None
-    frame = run.frame(sink.inputs[0]).filter(cond)
+    frame = filtered(run.frame(sink.inputs[0]), cond)
     if keyed:  # found: the chosen rows' ids (their group keys' hashes)
         return frame.filter(isin(F.col(ID), found))
     if info.rows == "replay":  # a replayed row's id is the written row its hash matches

@@ -23,7 +23,7 @@ from hippo.recorded.state import LineageState
 from hippo.session import jclass
 
 __all__ = ["Hint", "BARE", "SCAN_BYTES", "few", "few_sets", "hintable", "hintable_type", "isin",
-           "hint_cond", "copies_filter"]
+           "filtered", "hint_cond", "copies_filter"]
 
 Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
 
@@ -131,6 +131,38 @@ def _isin(col: Column, values: list[Any]) -> Column:
     from pyspark.sql.classic.column import Column as ClassicColumn
 
     return ClassicColumn(col._jc.isin(seq))
+
+
+def filtered(df: DataFrame, cond: Column) -> DataFrame:
+    """``df.filter(cond)`` with the IN lists of ``cond`` already hash sets (``InSet``).
+
+    Spark's optimizer turns a long IN list into a set only after it has pushed the
+    filter down through the plan, copying the list at every step, with a cast per value
+    where the column's type is wider than the values' (ints against a bigint column).
+    On the rebuilt group of TPC-H Q5, IN lists of 400 and 6,000 keys took 0.4-0.7 s of
+    optimizer time per query, against 0.03-0.06 s without them. Here the condition
+    alone goes through Spark's own rules ``ConstantFolding`` (the casts become values)
+    and ``OptimizeIn`` (a list of more than ten values becomes a set) first, so what the
+    optimizer pushes down is one node per list; ``df`` keeps its analyzed plan.
+
+    It costs 6-10 ms more than ``filter``: for filters that go down through a rebuilt
+    plan, not for those on a source read (a shallow plan) or with few values.
+    """
+    out = df.filter(cond)
+    spark = df.sparkSession
+    jvm = spark._jvm
+    plan = out._jdf.queryExecution().analyzed()
+    logical = "org.apache.spark.sql.catalyst.plans.logical."
+    if plan.getClass().getName() != logical + "Filter":
+        return out
+    rules = "org.apache.spark.sql.catalyst.optimizer."
+    alone = jclass(jvm, logical + "Filter")(plan.condition(),
+                                              jclass(jvm, logical + "OneRowRelation")())
+    alone = jclass(jvm, rules + "OptimizeIn").apply(
+        jclass(jvm, rules + "ConstantFolding").apply(alone))
+    rebuilt = jclass(jvm, logical + "Filter")(alone.condition(), plan.child())
+    return DataFrame(jclass(jvm, "org.apache.spark.sql.classic.Dataset").ofRows(
+        spark._jsparkSession, rebuilt), spark)
 
 
 def _unpack(gateway: Any, packed: bytes, element: Any, view: str, size: int) -> Any:

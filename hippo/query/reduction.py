@@ -38,7 +38,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.query import pushdown
-from hippo.query.pushdown import Hint, few_sets, hintable_type, isin
+from hippo.query.pushdown import Hint, few_sets, filtered, hintable_type, isin
 from hippo.query.slots import Slots
 from hippo.recorded import spec as S
 from hippo.recorded.ids import LEFT, RIGHT, is_hidden, pos_name, positional
@@ -203,7 +203,7 @@ def _read(run: Any, op: int, at: tuple[int, dict[str, int]], known: dict[_Col, s
     conds = [isin(F.col(pos_name(user[positions[c]])), sorted(v, key=repr))
              for (o, c), v in known.items() if o == op and c in positions]
     if conds:
-        frame = frame.filter(reduce(lambda a, b: a & b, conds))
+        frame = filtered(frame, reduce(lambda a, b: a & b, conds))
     return frame, [pos_name(user[positions[c]]) for c in columns]
 
 

@@ -34,7 +34,7 @@ from hippo.recorded.run import RecordedRun
 from hippo.recorded.sink_rows import ROW_HASH, row_hash, sink_rows_of
 from hippo.recorded.state import FrameSlot, KeySlot, LineageState, Origin
 from hippo.recorded.steps import Step
-from hippo.query.pushdown import isin
+from hippo.query.pushdown import filtered, isin
 from hippo.query.where import checked_filter
 from hippo.session import jclass
 from hippo.store import tables
@@ -202,7 +202,7 @@ class Slots:
         df = self.run.frame(origin.input_op)
         pos = positional(df)
         if where is not None:
-            pos = pos.filter(where)
+            pos = filtered(pos, where)
         key = self.run.key_hash(origin)
         return pos.withColumn(KEY, key).toDF(*df.columns, KEY)
 
@@ -318,7 +318,7 @@ class Slots:
         if info.rows == "replay":
             frame = self.run.frame(sink.inputs[0])
             if prefilter is not None:
-                frame = frame.filter(prefilter)
+                frame = filtered(frame, prefilter)
             return sink_rows_of(frame, list(sink.columns), info.slots)
         if info.inline is not None:  # kept in the run's row: the same rows, made locally
             return tables.local_frame(self.spark, [

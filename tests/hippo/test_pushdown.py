@@ -1,5 +1,6 @@
 """IN lists handed to the JVM in one piece keep the rows ``Column.isin`` keeps, with
-literals of the same types."""
+literals of the same types; a filter whose IN lists are made sets before it is pushed
+down keeps the rows a plain filter keeps."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
-from hippo.query.pushdown import isin
+from hippo.query.pushdown import filtered, isin
 
 INTS = list(range(-200, 200, 3))  # long enough for the one-piece path
 CASES = {
@@ -69,3 +70,35 @@ def test_a_string_holding_the_separator_still_matches_itself(spark):
     values = [f"v{i}" for i in range(20)] + ["a\0b"]
     data = spark.createDataFrame([(v,) for v in values + ["a", "b"]], "x string")
     assert sorted(r.x for r in data.filter(isin(F.col("x"), values)).collect()) == sorted(values)
+
+
+def _deep(data):
+    """``data`` under a few projections, as a rebuilt step's input is."""
+    for i in range(4):
+        data = data.withColumn(f"y{i}", F.col("x")).drop(f"y{i - 1}" if i else "none")
+    return data
+
+
+@pytest.mark.parametrize("case", sorted(CASES) + ["int values, bigint column"])
+def test_a_filter_with_its_in_lists_made_sets_keeps_the_rows_filter_keeps(spark, case):
+    schema, values = CASES.get(case, ("x bigint", INTS))
+    values = values + ([math.nan] if schema == "x double" else [])
+    data = _deep(spark.createDataFrame(
+        [(v,) for v in values + values[1::2][:5]] + [(None,)], schema))
+    chosen = values[::2] + [None]
+    cond = isin(F.col("x"), chosen) & isin(F.col("y3"), values[::4] + values[1::2])
+    ours = filtered(data, cond)
+    plain = data.filter(cond)
+    assert ours.schema == plain.schema
+    assert sorted(ours.collect(), key=repr) == sorted(plain.collect(), key=repr)
+    assert ours.count() == len(values[::4])  # each value in both lists (null is in one)
+    # Each list reaches the optimizer as one hash set, not a node (and cast) per value.
+    condition = ours._jdf.queryExecution().analyzed().condition().toString()
+    assert condition.count(" INSET ") == 2 and " IN (" not in condition, condition[:300]
+
+
+def test_a_filter_with_few_values_or_no_in_list_is_unchanged(spark):
+    data = _deep(spark.createDataFrame([(v,) for v in INTS], "x int"))
+    for cond in (isin(F.col("x"), INTS[:3]), F.col("x") > 5, isin(F.col("y3"), [INTS[7]])):
+        ours = filtered(data, cond)
+        assert sorted(ours.collect()) == sorted(data.filter(cond).collect())
