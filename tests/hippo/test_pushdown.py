@@ -102,3 +102,23 @@ def test_a_filter_with_few_values_or_no_in_list_is_unchanged(spark):
     for cond in (isin(F.col("x"), INTS[:3]), F.col("x") > 5, isin(F.col("y3"), [INTS[7]])):
         ours = filtered(data, cond)
         assert sorted(ours.collect()) == sorted(data.filter(cond).collect())
+
+
+def test_a_filter_is_plain_where_spark_lacks_the_rules_it_uses(spark, monkeypatch):
+    from py4j.protocol import Py4JError
+
+    from hippo.query import pushdown
+
+    real = pushdown.jclass
+
+    def missing(jvm, name):
+        if name.endswith("OptimizeIn"):
+            raise Py4JError(f"{name} does not exist in the JVM")
+        return real(jvm, name)
+
+    monkeypatch.setattr(pushdown, "jclass", missing)
+    data = _deep(spark.createDataFrame([(v,) for v in INTS], "x int"))
+    cond = isin(F.col("x"), INTS[::2])
+    ours = filtered(data, cond)
+    assert sorted(ours.collect()) == sorted(data.filter(cond).collect())
+    assert " IN (" in ours._jdf.queryExecution().analyzed().condition().toString()
