@@ -14,7 +14,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from hippo.query.pushdown import copies_filter, few, hintable, isin
-from hippo.query.slots import Slots, check_columns, flag_any, id_frame, nonempty, query_errors
+from hippo.query.slots import (
+    Slots, check_columns, computed_once, flag_any, id_frame, nonempty, query_errors)
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import ID, KEY, is_hidden, quoted
@@ -188,6 +189,9 @@ class _Reach:
             found, settings = self._reach(origin, refs)
             if found is not None and origin.kind != "source":
                 with session_conf(self.slots.spark, settings):
+                    # Computed once, by this read: many ids stay on the executors
+                    # as they are, not computed again into a checkpoint.
+                    found = computed_once(found)
                     ids = few(found)
                 if ids == []:
                     found = None
@@ -195,7 +199,7 @@ class _Reach:
                     known = [r[0] for r in ids]
                     found = (id_frame(self.slots.spark, known), known)
                 else:
-                    found = (found.localCheckpoint(eager=True), None)
+                    found = (found, None)
             self.memo[key] = found
         return self.memo[key]
 
