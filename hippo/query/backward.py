@@ -386,7 +386,7 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
             result = result.select(*[F.col(quoted(c)) for c in keep],
                                    F.col(ID).alias("hippo_row_id"))
         else:
-            result = _nulled(src, cols, [(p[0], _ids(slots, p), *p[2:]) for p in items])
+            result = _nulled(slots, src, cols, items)
         out[name] = result
     return nonempty(out, frozenset(small))
 
@@ -396,11 +396,11 @@ def _ids(slots: Slots, path: _Path) -> DataFrame:
     return path[1] if path[1] is not None else id_frame(slots.spark, path[4])
 
 
-def _nulled(src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
+def _nulled(slots: Slots, src: DataFrame, cols: list[str], items: list[_Path]) -> DataFrame:
     every = set().union(*[set(cols) if p[2] is None else p[2] for p in items])
     keep = [c for c in cols if c in every]
     flagged = [
-        p[1].select("id", *[F.lit(p[2] is None or c in p[2]).alias(f"__hippo_f{j}")
+        _ids(slots, p).select("id", *[F.lit(p[2] is None or c in p[2]).alias(f"__hippo_f{j}")
                             for j, c in enumerate(keep)])
         for p in items
     ]

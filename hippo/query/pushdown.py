@@ -14,6 +14,7 @@ import struct
 from functools import reduce
 from typing import Any
 
+from py4j.protocol import Py4JError
 from pyspark import SparkContext
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -149,8 +150,6 @@ def filtered(df: DataFrame, cond: Column) -> DataFrame:
     plan, not for those on a source read (a shallow plan) or with few values. Where
     this Spark lacks the classes or signatures used, the plain filter is returned.
     """
-    from py4j.protocol import Py4JError
-
     out = df.filter(cond)
     spark = df.sparkSession
     jvm = spark._jvm
