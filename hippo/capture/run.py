@@ -26,7 +26,13 @@ from hippo.capture.tracked import TrackedDataFrame, check_tracked
 from hippo.errors import HippoError, UnsupportedStepError, listing
 from hippo.py4j_lists import selected
 from hippo.recorded.ids import is_hidden, quoted
-from hippo.recorded.pinned import describe, latest_version, read_source, reserved_columns
+from hippo.recorded.pinned import (
+    check_readable,
+    describe,
+    latest_version,
+    read_source,
+    reserved_columns,
+)
 from hippo.recorded.sink_rows import sink_rows_of
 from hippo.recorded.spec import FORMAT
 from hippo.recorded.steps import INLINE_ROWS, SinkInfo, SourceInfo, pack_steps
@@ -128,7 +134,11 @@ class Run:
         else:
             raise HippoError(f"source `{name}`: expected a Delta table path or a DataFrame, "
                              f"got {type(data).__name__}")
-        df = read_source(self.spark, info, slot)
+        # Read as the queries read it: the pinned version's files as plain Parquet where
+        # that gives the same rows (no Delta scan planning: a Spark job per scan).
+        pinned = check_readable(self.spark, info.path, info.version,
+                                plain=info.ids != "row_tracking")
+        df = read_source(self.spark, info, slot, pinned)
         columns = [c for c in df.columns if not is_hidden(c)]
         step, state = self._recorder.source_step(info, columns)
         self._sources[name] = step.op_id

@@ -100,6 +100,14 @@ def test_plain_tables_are_read_as_parquet_and_answer_the_same(spark, store, sour
     _record(store, source, str(tmp_path / "out"))
     back = store.backward("totals", where="grp = 'b'")["src"]
     assert sorted(r.id for r in back.collect()) == [3, 4]
+    # A run reads it the same way (no Delta scan planning), to the same sink.
+    with store.run("plain") as run:
+        src = run.source("src", source)
+        assert file_format(src.frame) == "ParquetFileFormat"
+        run.sink("totals", src.groupBy("grp").agg(F.count(F.lit(1)).alias("n")),
+                 str(tmp_path / "out2"))
+    written = spark.read.format("delta").load(str(tmp_path / "out2")).collect()
+    assert sorted((r.grp, r.n) for r in written) == [("a", 2), ("b", 2)]
 
 
 @pytest.mark.parametrize("layout", ["deletion_vectors", "partitioned"])
@@ -119,6 +127,9 @@ def test_tables_parquet_alone_cannot_read_are_read_through_delta(spark, store, t
     back = store.backward("totals", where="true")["src"].collect()
     expected = {(i, g) for i, g, _ in ROWS if layout != "deletion_vectors" or i != 3}
     assert {(r.id, r.grp) for r in back} == expected
+    # The run itself read the table through Delta too: its sink counts what Delta reads.
+    written = spark.read.format("delta").load(str(tmp_path / "out")).collect()
+    assert Counter((r.grp, r.n) for r in written) == Counter(g for _, g in expected)
 
 
 def test_files_read_from_the_log_are_the_ones_delta_lists(spark, tmp_path):
