@@ -227,10 +227,20 @@ def _write_sinks(outs: dict[str, Any], out_dir: str, write: Callable[[str, Any, 
 
 
 def run_untracked(spark: SparkSession, wl: Workload, paths: Mapping[str, str],
-                  out_dir: str) -> float:
-    """Seconds to read the sources, build the sinks and write them as Delta, no lineage."""
+                  out_dir: str, parquet: bool = False) -> float:
+    """Seconds to read the sources, build the sinks and write them as Delta, no lineage.
+
+    ``parquet``: each source's current files are read as plain Parquet where that gives
+    the same rows, as a tracked run reads them (no Delta scan planning), to tell what
+    hippo's own work costs from what its way of reading saves."""
+    from hippo.recorded.pinned import check_readable, latest_version
+
     start = time.perf_counter()
-    frames = {n: spark.read.format("delta").load(paths[n]) for n in wl.sources}
+    if parquet:
+        frames = {n: check_readable(spark, paths[n], latest_version(spark, paths[n]), True)
+                  for n in wl.sources}
+    else:
+        frames = {n: spark.read.format("delta").load(paths[n]) for n in wl.sources}
     _write_sinks(wl.build(frames), out_dir,
                  lambda _, df, path: df.write.format("delta").mode("overwrite").save(path))
     return time.perf_counter() - start

@@ -275,6 +275,9 @@ def test_the_bigger_flights_workload_tracked_equals_untracked(spark, tmp_path):
     store = hippo.LineageStore(spark, str(tmp_path / "store"))
     workloads.run_tracked(store, wl, paths, str(tmp_path / "tracked"))
     workloads.assert_same_sinks(spark, wl, str(tmp_path / "untracked"), str(tmp_path / "tracked"))
+    # The overhead figure's third mode: the sources' files read as plain Parquet.
+    workloads.run_untracked(spark, wl, paths, str(tmp_path / "parquet"), parquet=True)
+    workloads.assert_same_sinks(spark, wl, str(tmp_path / "parquet"), str(tmp_path / "tracked"))
     stats = spark.read.format("delta").load(str(tmp_path / "tracked" / "delay_stats"))
     flown = flights.filter("dep_delay IS NOT NULL AND arr_delay IS NOT NULL")
     assert stats.count() == flown.select("carrier", "origin", "month").distinct().count()
