@@ -14,7 +14,13 @@ from hippo.errors import HippoError, VersionUnavailableError, first_line
 from hippo.recorded.ids import ID, RESERVED, content_hash, is_hidden, quoted
 from hippo.recorded.steps import SourceInfo
 from hippo.session import jclass
-from hippo.store.delta_log import latest_version, logged_files, plain_files, table_state
+from hippo.store.delta_log import (
+    latest_version,
+    logged_files,
+    plain_files,
+    read_files,
+    table_state,
+)
 
 __all__ = ["latest_version", "describe", "read_pinned", "read_source", "check_readable",
            "reserved_columns"]
@@ -67,7 +73,7 @@ def check_readable(spark: SparkSession, path: str, version: int,
             raise VersionUnavailableError(path, version, f"data file `{name}` was removed, "
                                                          "e.g. by VACUUM")
     if plain and files and plain_files(files) and _plain_parquet(spark, path, version):
-        return spark.read.schema(df.schema).parquet(*files)
+        return read_files(spark, files, df.schema)
     return df
 
 

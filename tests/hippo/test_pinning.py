@@ -129,7 +129,7 @@ def test_tables_parquet_alone_cannot_read_are_read_through_delta(spark, store, t
     assert {(r.id, r.grp) for r in back} == expected
     # The run itself read the table through Delta too: its sink counts what Delta reads.
     written = spark.read.format("delta").load(str(tmp_path / "out")).collect()
-    assert Counter((r.grp, r.n) for r in written) == Counter(g for _, g in expected)
+    assert {r.grp: r.n for r in written} == dict(Counter(g for _, g in expected))
 
 
 def test_files_read_from_the_log_are_the_ones_delta_lists(spark, tmp_path):
@@ -157,3 +157,19 @@ def test_files_read_from_the_log_are_the_ones_delta_lists(spark, tmp_path):
     spark.createDataFrame(ROWS, SCHEMA).write.format("delta").option(
         "delta.enableDeletionVectors", "true").save(dv)
     assert logged_files(spark, dv, 0) is None
+
+
+def test_a_plain_read_of_many_files_lists_them_on_the_driver(spark, tmp_path):
+    """Past Spark's listing threshold (32 paths) a Parquet read of named files would list
+    them with a Spark job, at every run's source and every query's first read."""
+    from hippo.recorded.pinned import check_readable
+
+    path = str(tmp_path / "many")
+    spark.range(0, 40, 1, 40).write.format("delta").save(path)  # a file per row
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup(None))
+    df = check_readable(spark, path, 0, plain=True)
+    assert len(df.inputFiles()) == 40
+    assert set(tracker.getJobIdsForGroup(None)) == before
+    assert sorted(r.id for r in df.collect()) == list(range(40))
+    assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.threshold") == "32"
