@@ -40,6 +40,7 @@ from hippo.recorded.ids import (
     positional,
     quoted,
 )
+from hippo.recorded.pinned import check_readable
 from hippo.recorded.rebuild import build_step
 from hippo.recorded.spec import Explicit, Input, Node, rendered
 from hippo.recorded.state import (
@@ -415,7 +416,8 @@ class Recorder:
         names = new.columns
         positional(new).write.format("delta").save(path)
         spec = Explicit(Input(0), tuple(names), path)
-        read = new.sparkSession.read.format("delta").load(path).toDF(*names)
+        # Version 0, as queries read it (its files as Parquet: no Delta scan planning).
+        read = check_readable(new.sparkSession, path, 0, plain=True).toDF(*names)
         return read, replace(analysis, spec=spec)
 
     # -- end ------------------------------------------------------------------------------

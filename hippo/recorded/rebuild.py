@@ -30,6 +30,7 @@ from hippo.recorded.ids import (
     positional,
     quoted,
 )
+from hippo.recorded.pinned import check_readable
 from hippo.session import session_conf
 
 __all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]
@@ -94,7 +95,9 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
         return build_step(node.child, inputs, every_row, refit)
     if isinstance(node, S.Explicit):
         child = build_step(node.child, inputs, every_row, refit)
-        rows = renamed(child.sparkSession.read.format("delta").load(node.path), node.names)
+        # Written once by the run (version 0); its files as Parquet where that gives the
+        # same rows (no Delta scan planning), a clear error if they were vacuumed.
+        rows = renamed(check_readable(child.sparkSession, node.path, 0, plain=True), node.names)
         return rows.join(child.select(F.col(ID).alias("__hippo_kept")).distinct(),
                          F.col(ID) == F.col("__hippo_kept"), "left_semi")
     if isinstance(node, S.Declared):
