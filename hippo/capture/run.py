@@ -135,9 +135,10 @@ class Run:
             raise HippoError(f"source `{name}`: expected a Delta table path or a DataFrame, "
                              f"got {type(data).__name__}")
         # Read as the queries read it: the pinned version's files as plain Parquet where
-        # that gives the same rows (no Delta scan planning: a Spark job per scan).
+        # that gives the same rows and its log lists them on the driver (no Delta scan
+        # planning: a Spark job per scan); else through Delta.
         pinned = check_readable(self.spark, info.path, info.version,
-                                plain=info.ids != "row_tracking")
+                                plain=info.ids != "row_tracking", ask_delta=False)
         df = read_source(self.spark, info, slot, pinned)
         columns = [c for c in df.columns if not is_hidden(c)]
         step, state = self._recorder.source_step(info, columns)

@@ -48,7 +48,7 @@ def read_pinned(spark: SparkSession, path: str, version: int) -> DataFrame:
 
 
 def check_readable(spark: SparkSession, path: str, version: int,
-                   plain: bool = False) -> DataFrame:
+                   plain: bool = False, ask_delta: bool = True) -> DataFrame:
     """The pinned version, or VersionUnavailableError if a data file of it was vacuumed.
 
     Lists the version's files on the driver (file names, not data) and checks each
@@ -61,11 +61,19 @@ def check_readable(spark: SparkSession, path: str, version: int,
     ~0.25 s each); a query plans several scans, so over small file lists Parquet's own
     row-group skipping is cheaper. The caller must not need Delta's ``_metadata``
     fields (row tracking ids).
+
+    The files are listed from the table's JSON commits while its log is short; past
+    that, Delta lists them with a Spark job. ``ask_delta=False`` skips that job and
+    returns the Delta read unchecked instead: a run reading the version it has just
+    looked up, for which the listing would be a job of its own, before its Delta scan
+    planning whenever the files turn out too many to read as Parquet.
     """
     df = read_pinned(spark, path, version)
     jvm = spark._jvm
     conf = spark._jsc.hadoopConfiguration()
     logged = logged_files(spark, path, version)
+    if logged is None and not ask_delta:
+        return df
     files = df.inputFiles() if logged is None else logged
     for name in files:
         jpath = jclass(jvm, "org.apache.hadoop.fs.Path")(name)

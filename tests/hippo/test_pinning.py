@@ -173,3 +173,24 @@ def test_a_plain_read_of_many_files_lists_them_on_the_driver(spark, tmp_path):
     assert set(tracker.getJobIdsForGroup(None)) == before
     assert sorted(r.id for r in df.collect()) == list(range(40))
     assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.threshold") == "32"
+
+
+def test_a_run_reads_a_long_logged_table_through_delta(spark, store, tmp_path):
+    """Past a checkpoint the version's files are not listed from the log; a run does not
+    ask Delta to list them (a job) but reads the version through Delta, and queries,
+    which check the files exist, answer for it the same."""
+    path = str(tmp_path / "long")
+    for i in range(11):  # Delta checkpoints at version 10
+        spark.createDataFrame([(i, "ab"[i % 2], float(i))], SCHEMA).write.format("delta") \
+            .mode("append").save(path)
+    with store.run("long") as run:
+        src = run.source("src", path)
+        leaf = src.frame._jdf.queryExecution().analyzed().collectLeaves().head()
+        assert leaf.relation().fileFormat().getClass().getSimpleName() == \
+            "DeltaParquetFileFormat"
+        run.sink("totals", src.groupBy("grp").agg(F.count(F.lit(1)).alias("n")),
+                 str(tmp_path / "out"))
+    written = spark.read.format("delta").load(str(tmp_path / "out")).collect()
+    assert sorted((r.grp, r.n) for r in written) == [("a", 6), ("b", 5)]
+    back = store.backward("totals", where="grp = 'b'")["src"].collect()
+    assert sorted(r.id for r in back) == [1, 3, 5, 7, 9]
