@@ -237,8 +237,8 @@ def run_untracked(spark: SparkSession, wl: Workload, paths: Mapping[str, str],
 
     start = time.perf_counter()
     if parquet:
-        frames = {n: check_readable(spark, paths[n], latest_version(spark, paths[n]), True)
-                  for n in wl.sources}
+        frames = {n: check_readable(spark, paths[n], latest_version(spark, paths[n]),
+                                    plain=True, ask_delta=False) for n in wl.sources}
     else:
         frames = {n: spark.read.format("delta").load(paths[n]) for n in wl.sources}
     _write_sinks(wl.build(frames), out_dir,

@@ -136,9 +136,9 @@ class Run:
                              f"got {type(data).__name__}")
         # Read as the queries read it: the pinned version's files as plain Parquet where
         # that gives the same rows and its log lists them on the driver (no Delta scan
-        # planning: a Spark job per scan); else through Delta.
-        pinned = check_readable(self.spark, info.path, info.version,
-                                plain=info.ids != "row_tracking", ask_delta=False)
+        # planning: a Spark job per scan); else, and row-tracked, through Delta.
+        pinned = None if info.ids == "row_tracking" else check_readable(
+            self.spark, info.path, info.version, plain=True, ask_delta=False)
         df = read_source(self.spark, info, slot, pinned)
         columns = [c for c in df.columns if not is_hidden(c)]
         step, state = self._recorder.source_step(info, columns)

