@@ -5,6 +5,7 @@ restore brings every table back; what cannot be removed safely is refused."""
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -243,10 +244,16 @@ def test_a_restore_that_stopped_part_way_is_finished_by_calling_it_again(spark, 
     import hippo.diagnose.restore as restore_module
 
     inner, real = str(tmp_path / "out" / "inner"), restore_module.committed
+    # Tables are restored side by side and the ones not started when one fails are left;
+    # inner fails only once the other table's restore has started (else whether it had
+    # would be a race between the pool's threads).
+    others_started = threading.Event()
 
     def failing(path, commit, what):
         if path == inner:
+            others_started.wait(timeout=60)
             raise RuntimeError("disk full")
+        others_started.set()
         return real(path, commit, what)
 
     monkeypatch.setattr(restore_module, "committed", failing)
