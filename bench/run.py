@@ -286,6 +286,38 @@ def _timed(fn: Any) -> tuple[float, int, int]:
     return time.perf_counter() - t0, rows, len(answer)
 
 
+def _jobs(spark: Any) -> int:
+    """Spark jobs submitted in this session so far: the scheduler's next job id, read
+    synchronously (the status store fills from the listener bus, later, and keeps only
+    the last 1,000). Not public API: -1 if it cannot be read."""
+    try:
+        return int(spark.sparkContext._jsc.sc().dagScheduler().nextJobId())
+    except Exception:  # the figure is only reported
+        return -1
+
+
+def _counted(spark: Any, fn: Any) -> tuple[float, int, int, int]:
+    """:func:`_timed` and the Spark jobs the call and its counts ran (read after the
+    clock stops)."""
+    before = _jobs(spark)
+    sec, rows, parts = _timed(fn)
+    after = _jobs(spark)
+    return sec, rows, parts, after - before if min(before, after) >= 0 else -1
+
+
+@dataclass
+class Measured:
+    """One query kind's calls after the warm-up: seconds, answer rows and Spark jobs of
+    each, empty answers, and the same seconds and jobs for its plain recompute calls."""
+
+    times: list[float]
+    sizes: list[int]
+    empty: int
+    jobs: list[int]
+    plain_times: list[float]
+    plain_jobs: list[int]
+
+
 def _queried(ctx: Context, wl: Workload) -> tuple[Any, Path]:
     """The store a workload's queries run on (recorded now if no figure made one yet)
     and the folder of its tracked sinks."""
@@ -366,21 +398,27 @@ def latency_kinds(ctx: Context, wl: Workload, picks: int, seed: int,
 
 
 def measure_calls(ctx: Context, calls: list[Any], plain: list[Any] | None = None
-                  ) -> tuple[list[float], list[int], int, list[float]]:
-    """Seconds and answer rows of each call after the first (a warm-up), how many
-    answers were empty, and the seconds of each ``plain`` call after its first, run
-    after them, not between the lineage queries (q3's backward row p50 was 1.25 s with
-    them interleaved, 1.02 s with them after; one job per query fewer in between)."""
+                  ) -> Measured:
+    """Seconds, answer rows and Spark jobs of each call after the first (a warm-up),
+    how many answers were empty, and the seconds and jobs of each ``plain`` call after
+    its first, run after them, not between the lineage queries (q3's backward row p50
+    was 1.25 s with them interleaved, 1.02 s with them after; one job per query fewer in
+    between)."""
     with ctx.sampler.phase(f"latency sf{ctx.sf:g}"):
         _timed(calls[0])  # warm-up, not counted
-        times, sizes, empty = [], [], 0
+        got = Measured([], [], 0, [], [], [])
         for call in calls[1:]:
-            sec, n, parts = _timed(call)
-            times.append(sec)
-            sizes.append(n)
-            empty += parts == 0
-        plain_times = [_timed(call)[0] for call in (plain or [])][1:]
-    return times, sizes, empty, plain_times
+            sec, n, parts, jobs = _counted(ctx.spark, call)
+            got.times.append(sec)
+            got.sizes.append(n)
+            got.jobs.append(jobs)
+            got.empty += parts == 0
+        for i, call in enumerate(plain or []):
+            sec, _, _, jobs = _counted(ctx.spark, call)
+            if i:
+                got.plain_times.append(sec)
+                got.plain_jobs.append(jobs)
+    return got
 
 
 def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> str:
@@ -388,15 +426,19 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
     met = True
     for wl in wls:
         for what, level, calls, plain in latency_kinds(ctx, wl, picks, seed):
-            times, sizes, empty, plain_times = measure_calls(ctx, calls, plain)
+            got = measure_calls(ctx, calls, plain)
+            times = got.times
             p50, p95 = percentile(times, 50), percentile(times, 95)
             met &= p50 <= TARGETS["latency"]
-            floor = percentile(plain_times, 50) if plain_times else None
-            _log(f"latency {wl.name} {what} {level}: p50 {p50:.2f} s, p95 {p95:.2f} s"
-                 + (f", plain recompute p50 {floor:.2f} s" if floor else ""))
+            floor = percentile(got.plain_times, 50) if got.plain_times else None
+            jobs = f"{statistics.median(got.jobs):.0f}"
+            plain_jobs = f"{statistics.median(got.plain_jobs):.0f}" if got.plain_jobs else ""
+            _log(f"latency {wl.name} {what} {level}: p50 {p50:.2f} s, p95 {p95:.2f} s, "
+                 f"{jobs} jobs" + (f", plain recompute p50 {floor:.2f} s, {plain_jobs} jobs"
+                                   if floor else ""))
             rows.append([wl.name, what, level, len(times), f"{p50:.2f}", f"{p95:.2f}",
-                         f"{max(times):.2f}", f"{statistics.median(sizes):,.0f}", empty,
-                         "" if floor is None else f"{floor:.2f}",
+                         f"{max(times):.2f}", jobs, f"{statistics.median(got.sizes):,.0f}",
+                         got.empty, "" if floor is None else f"{floor:.2f}", plain_jobs,
                          "" if floor is None else f"{p50 / floor:.2f}"])
     return "\n".join([
         f"### c. Query latency, SF {ctx.sf:g}, warm session (target: p50 <= "
@@ -411,10 +453,14 @@ def figure_latency(ctx: Context, wls: list[Workload], picks: int, seed: int) -> 
         "pipeline over the same sources, filtered to the row, counted) for the same "
         "picks, after the lineage queries: what answering costs with nothing "
         "stored per row, as hippo's aggregates store nothing (for a sink under a limit "
-        "it is the whole query, which hippo does not need).", "",
-        table(["workload", "query", "level", "picks", "p50 s", "p95 s", "max s",
+        "it is the whole query, which hippo does not need). 'jobs': the median number of "
+        "Spark jobs one query and its counts ran (from the scheduler's job ids; a shuffle "
+        "under adaptive execution is a job of its own). Each job costs planning and "
+        "scheduling on the driver besides its tasks, so the count says how far a query's "
+        "structure is from the plain recompute's without the noise of the clock.", "",
+        table(["workload", "query", "level", "picks", "p50 s", "p95 s", "max s", "jobs",
                "answer rows (median)", "empty answers", "plain recompute p50 s",
-               "hippo / plain"], rows)])
+               "plain jobs", "hippo / plain"], rows)])
 
 
 # -- f. growth with the data ------------------------------------------------------------
@@ -428,10 +474,10 @@ def growth_rows(ctx: Context, wls: list[Workload], pairs: int, warmup: int, pick
         src = sum(report.dir_bytes(ctx.paths[wl.name][n])[0] for n in wl.sources)
         p50s: list[str] = []
         for what, level, calls, _ in latency_kinds(ctx, wl, picks, seed, ("row",), True):
-            times, _, empty, _ = measure_calls(ctx, calls)
-            p50s.append(f"{percentile(times, 50):.2f} ({empty})")
+            got = measure_calls(ctx, calls)
+            p50s.append(f"{percentile(got.times, 50):.2f} ({got.empty})")
             _log(f"growth {wl.name} sf{ctx.sf:g} {what} {level}: p50 "
-                 f"{percentile(times, 50):.2f} s, {empty} empty")
+                 f"{percentile(got.times, 50):.2f} s, {got.empty} empty")
         med = got.median_phases()
         rows.append([wl.name, f"{ctx.sf:g}", human(src),
                      f"{statistics.median(got.untracked):.2f}",
