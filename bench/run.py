@@ -474,10 +474,11 @@ def growth_rows(ctx: Context, wls: list[Workload], pairs: int, warmup: int, pick
         src = sum(report.dir_bytes(ctx.paths[wl.name][n])[0] for n in wl.sources)
         p50s: list[str] = []
         for what, level, calls, _ in latency_kinds(ctx, wl, picks, seed, ("row",), True):
-            got = measure_calls(ctx, calls)
-            p50s.append(f"{percentile(got.times, 50):.2f} ({got.empty})")
+            measured = measure_calls(ctx, calls)
+            p50 = percentile(measured.times, 50)
+            p50s.append(f"{p50:.2f} ({measured.empty})")
             _log(f"growth {wl.name} sf{ctx.sf:g} {what} {level}: p50 "
-                 f"{percentile(got.times, 50):.2f} s, {got.empty} empty")
+                 f"{p50:.2f} s, {measured.empty} empty")
         med = got.median_phases()
         rows.append([wl.name, f"{ctx.sf:g}", human(src),
                      f"{statistics.median(got.untracked):.2f}",
