@@ -112,11 +112,13 @@ class Overhead:
 
 
 def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Overhead:
-    """``warmup`` + ``pairs`` untracked and tracked runs of ``wl``, alternating which
-    runs first; the first pair's sinks are compared. The store stays in ``ctx.stores``."""
+    """``warmup`` + ``pairs`` rounds of untracked, tracked and Parquet-reading untracked
+    runs of ``wl``, each mode first in turn; the first round's sinks are compared (both
+    untracked modes' to the tracked one's). The store stays in ``ctx.stores``."""
     store_dir = _fresh(ctx.work / "stores" / wl.name)
     store = hippo.LineageStore(ctx.spark, str(store_dir))
     udir, tdir = ctx.work / "untracked" / wl.name, ctx.work / "tracked" / wl.name
+    pdir = ctx.work / "untracked-parquet" / wl.name
     out = Overhead([], [], [], 0.0)
     first = max(warmup, 1)  # store bytes are counted from the end of this many pairs
     before = 0
@@ -129,10 +131,12 @@ def measure_overhead(ctx: Context, wl: Workload, pairs: int, warmup: int) -> Ove
                 if mode == "tracked":
                     got[mode] = workloads.run_tracked(store, wl, ctx.paths[wl.name], str(tdir))
                 else:
+                    parquet = mode == "parquet"
                     got[mode] = workloads.run_untracked(ctx.spark, wl, ctx.paths[wl.name],
-                                                        str(udir), mode == "parquet")
+                                                        str(pdir if parquet else udir), parquet)
         if i == 0:
             workloads.assert_same_sinks(ctx.spark, wl, str(udir), str(tdir))
+            workloads.assert_same_sinks(ctx.spark, wl, str(pdir), str(tdir))
         if i == first - 1:
             before = report.dir_bytes(store_dir)[0]
         u, t = got["untracked"], got["tracked"]
