@@ -5,6 +5,12 @@ origin (:mod:`hippo.query.slots`) until it reaches sources. Cell level: a source
 contribute different columns along different paths; its cells that contribute along no
 path are returned as null. A cell whose expression references no column (``count(*)``)
 is made by its rows: those rows are returned, without value columns.
+
+An aggregate's group is read with the rows of the sources it comes from carried along
+(:meth:`hippo.recorded.run.RecordedRun.carried`), so those sources' answers are taken
+from the group's rows instead of being read again and matched by id: one source read
+and one job per answer fewer. A source row is answered as often as the source holds it
+(equal rows share an id; their file and position in it tell them apart).
 """
 
 from __future__ import annotations
@@ -15,29 +21,37 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from hippo.py4j_lists import selected
 from hippo.query import pushdown
 from hippo.query.pushdown import (
     BARE, Hint, few, few_sets, hint_cond, hintable, hintable_type, isin)
 from hippo.query.reduction import reduced_where
 from hippo.query.slots import (
-    Slots, check_columns, computed_once, id_frame, nonempty, query_errors)
+    Slots, check_columns, computed_once, counted_local_rows, id_frame, local_rows, nonempty,
+    query_errors)
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
-from hippo.recorded.ids import ID, KEY, is_hidden, pos_name, quoted
+from hippo.recorded.ids import CARRIED_AT, CARRY, ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
+from hippo.session import session_conf
 
 __all__ = ["backward", "lineage_of", "chosen_values", "copies_cond", "pushable_positions"]
 
 # Source columns per slot whose values an aggregate's group passes on to the source read
 # (a source's first columns are usually its key, which its files are often sorted by).
 _COPIES = 2
+# Whether an aggregate's group carries its source rows to the answers (off: each answer
+# reads its source again; kept for side-by-side measurement, bench/carry_ab.py).
+CARRY_ROWS = True
 # (source op, ids (None when known: made into a frame only if a join needs them),
 # columns, hint: what every row of ids satisfies, or None, known: the ids themselves
 # when they are few and read to the driver, False when they are many, None when not
-# read yet)
+# read yet, carried: the source rows themselves as a group carried them (columns
+# ``row``, the carried struct, and ``id``), or None, local: whether ``carried`` is a
+# local relation)
 _Path = tuple[int, "DataFrame | None", "frozenset[str] | None", "Hint | None",
-              "list[int] | bool | None"]
+              "list[int] | bool | None", "DataFrame | None", bool]
 # Wanted refs per slot: None = every column, else refs (source column names, or positions
 # at a group's input), with _ROWS when the rows themselves are wanted (a cell computed from
 # no column, such as count(*), is made by its rows).
@@ -200,12 +214,14 @@ class _Work:
 
     def add(self, slot: str, origin: Origin, ids: DataFrame | None,
             refs: frozenset[Any] | None, values: list[tuple[Any, ...]] | None = None,
-            hint: Hint | None = None, known: list[int] | bool | None = None) -> None:
+            hint: Hint | None = None, known: list[int] | bool | None = None,
+            carried: DataFrame | None = None, local: bool = False) -> None:
         """``ids`` may be None when ``known`` lists them: a source's answer reads few
         ids as a filter, so their frame (a local relation, ~13 ms to make) is made
-        only where a join needs it."""
+        only where a join needs it. ``carried``: a source slot's rows, as the group
+        that holds its ids carried them (``local``: in a local relation)."""
         if origin.kind == "source":
-            self.paths.append((origin.op, ids, refs, hint, known))
+            self.paths.append((origin.op, ids, refs, hint, known, carried, local))
             return
         if ids is None:
             ids = id_frame(self.spark, known)
@@ -288,22 +304,36 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
         across = reduced_where(slots, origin, inner, hints)
         if across is not None:
             where = across if where is None else where & across
+    wanted = _wanted(inner, refs, influencing)
+    # An aggregate's group carries the rows of its wanted sources: no second read of them.
+    sources = {slot: inner.slots[slot].op for slot in wanted
+               if inner.slots[slot].kind == "source"
+               } if CARRY_ROWS and isinstance(origin, KeySlot) else {}
     if isinstance(origin, FrameSlot):
         rows = slots.frame_rows(origin, own=ids, whole=grown and origin.grows)
     else:
-        rows = slots.group(origin, where)
-    wanted = _wanted(inner, refs, influencing)
+        rows = slots.group(origin, where, frozenset(sources.values()))
     # User columns by position (names may repeat after a join); slots keep theirs.
     group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
     group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
     copies = _group_copies(origin, inner, rows, wanted) if values is not None else {}
+    carried = {slot: CARRY + str(op) for slot, op in sources.items()
+               if CARRY + str(op) in rows.columns}
     # Every slot's ids, and the copies of source columns that say where those source
     # rows are, come from the same group: computed once, then read to the driver if
     # few (at most 1,001 rows, from the checkpoint).
     kept = [F.col(slot) for slot in wanted] + [
         F.col(f"__v{i}") for pairs in copies.values() for i, _ in pairs]
-    group = computed_once(group.select(*kept))
-    found = few(group)
+    local = None
+    if carried:  # few: into a local relation, which the answers then read without a job
+        with session_conf(slots.spark, _carrying(slots.spark)):  # planned by the checkpoint
+            group = computed_once(group.select(*kept, *[F.col(c) for c in set(carried.values())]))
+            local = local_rows(group)
+        found = None if local is None else local.select(*kept).collect()
+    else:
+        group = computed_once(group.select(*kept))
+        found = few(group)
+    held = group if local is None else local
     if copies and found is not None:
         for slot, hint_ in _group_hints(found, copies).items():
             hints[slot] = hints.get(slot, []) + hint_
@@ -315,15 +345,31 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
             if _comparable(values_):
                 hints[slot] = hints.get(slot, []) + [(source_col, values_)]
     for slot, slot_refs in wanted.items():
+        rows_of = None
+        if slot in carried:
+            rows_of = held.where(F.col(slot).isNotNull()).select(
+                F.col(carried[slot]).alias("row"), F.col(slot).alias("id"))
         if found is None:  # many: the ids stay on the executors
             slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
             work.add(slot, inner.slots[slot], slot_ids, slot_refs, hint=hints.get(slot),
-                     known=False)
+                     known=False, carried=rows_of)
             continue
         known = list(dict.fromkeys(r[slot] for r in found if r[slot] is not None))
         if known:
             work.add(slot, inner.slots[slot], None, slot_refs,
-                     hint=hints.get(slot), known=known)
+                     hint=hints.get(slot), known=known, carried=rows_of,
+                     local=local is not None)
+
+
+def _carrying(spark: SparkSession) -> dict[str, str]:
+    """Settings for planning a group that carries source rows: a side of a join is
+    broadcast up to twice the session's size. Each carried row is a second copy of
+    the columns its source's scan reads anyway, so Spark's estimate of a side (its
+    files' size scaled by its row width) doubles: q3's customer side went from a
+    broadcast to a sort-merge join, whose two shuffles adaptive execution then turned
+    into a broadcast again, two jobs later."""
+    most = int(spark._jsparkSession.sessionState().conf().autoBroadcastJoinThreshold())
+    return {"spark.sql.autoBroadcastJoinThreshold": str(2 * most)} if most > 0 else {}
 
 
 def _group_copies(origin: Origin, inner: LineageState, rows: DataFrame,
@@ -359,15 +405,23 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
         by_source.setdefault(path[0], []).append(path)
     out: dict[str, DataFrame] = {}
     small = set()  # answers read by few ids known on the driver
+    ready = set()  # answers made into local relations with rows already
     for op_id, items in by_source.items():
         name = slots.run.steps[op_id].source.name
+        col_sets = {p[2] for p in items}
+        if len(col_sets) == 1 and all(p[5] is not None for p in items):
+            answer, rows = _carried_answer(slots, op_id, items, next(iter(col_sets)))
+            if rows is None or rows > 0:
+                out[name] = answer
+            if rows:
+                ready.add(name)
+            continue
         src = slots.run.frame(op_id)
         hinted = [p[3] for p in items if p[3] and all(hintable(src, c) for c, _ in p[3])]
         if len(hinted) == len(items):  # every path says where its rows are
             src = src.filter(reduce(lambda a, b: a | b, [
                 hint_cond(h, lambda c: F.col(quoted(c))) for h in hinted]))
         cols = [c for c in src.columns if not is_hidden(c)]
-        col_sets = {p[2] for p in items}
         if len(col_sets) == 1:
             only = next(iter(col_sets))
             keep = cols if only is None else [c for c in cols if c in only]
@@ -388,7 +442,26 @@ def _assemble(slots: Slots, paths: list[_Path]) -> dict[str, DataFrame]:
         else:
             result = _nulled(slots, src, cols, items)
         out[name] = result
-    return nonempty(out, frozenset(small))
+    return nonempty(out, frozenset(small), ready=frozenset(ready))
+
+
+def _carried_answer(slots: Slots, op_id: int, items: list[_Path],
+                    only: frozenset[str] | None) -> tuple[DataFrame, int | None]:
+    """A source's answer from the rows its paths' groups carried (each source row
+    once, as often as the source holds it: rows are told apart by where they are), and
+    its number of rows if it is a local relation already (else None)."""
+    cols = [c for c in slots.run.frame(op_id).columns if not is_hidden(c)]
+    keep = [quoted(c) for c in cols if only is None or c in only]
+    rows = reduce(DataFrame.union, [p[5] for p in items])  # type: ignore[misc]
+    # SQL text: one call to the JVM for the whole list (hippo.py4j_lists)
+    flat = selected(rows, [*[f"`row`.{c} AS {c}" for c in keep], "id AS hippo_row_id",
+                           *[f"`row`.{c} AS {c}" for c in CARRIED_AT]])
+    answer = [*keep, "hippo_row_id"]
+    if len(items) == 1 and items[0][6]:  # equal rows are one row: kept once, in the JVM
+        got = counted_local_rows(flat, distinct=True)
+        if got is not None:
+            return selected(got[0], answer), got[1]
+    return selected(flat.dropDuplicates(["hippo_row_id", *CARRIED_AT]), answer), None
 
 
 def _ids(slots: Slots, path: _Path) -> DataFrame:

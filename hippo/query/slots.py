@@ -42,7 +42,7 @@ from hippo.store import tables
 log = logging.getLogger(__name__)
 
 __all__ = ["Slots", "check_columns", "nonempty", "computed_once", "query_errors", "flag_any",
-           "id_frame", "local_rows", "chosen_ids", "cut_sources"]
+           "id_frame", "local_rows", "counted_local_rows", "chosen_ids", "cut_sources"]
 
 
 def check_columns(columns: list[str] | None, known: list[str], target: str) -> None:
@@ -66,7 +66,8 @@ def computed_once(df: DataFrame) -> DataFrame:
 
 
 def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset(),
-             direct: dict[str, DataFrame] | None = None) -> dict[str, DataFrame]:
+             direct: dict[str, DataFrame] | None = None,
+             ready: frozenset[str] = frozenset()) -> dict[str, DataFrame]:
     """Compute each answer once and keep those with rows.
 
     Checking emptiness and then letting the user count would run the whole lineage
@@ -82,11 +83,15 @@ def nonempty(answers: dict[str, DataFrame], small: frozenset[str] = frozenset(),
     ``direct`` holds, for some small answers, a plainer plan of the same rows that may
     repeat some of them (no shuffle to drop the repeats, no join): it is collected
     instead and its repeated rows dropped in the JVM; if it has too many rows, the
-    answer itself is checkpointed.
+    answer itself is checkpointed. An answer in ``ready`` is a local relation with rows
+    already: kept as it is.
     """
     out = {}
     direct = direct or {}
     for name, result in answers.items():
+        if name in ready:
+            out[name] = result
+            continue
         if name in direct:
             kept = local_rows(direct[name], distinct=True)
         else:
@@ -109,6 +114,12 @@ def local_rows(df: DataFrame, distinct: bool = False) -> DataFrame | None:
     """``df`` computed into a local relation in the JVM, if it has at most
     ``_LOCAL_ROWS`` rows (read: at most one more), else None; with ``distinct``, rows
     equal in every value are kept once (Spark's ``Row`` equality: NaN equals NaN)."""
+    got = counted_local_rows(df, distinct)
+    return None if got is None else got[0]
+
+
+def counted_local_rows(df: DataFrame, distinct: bool = False) -> tuple[DataFrame, int] | None:
+    """:func:`local_rows`, and how many rows it holds."""
     spark = df.sparkSession
     jrows = df._jdf.limit(_LOCAL_ROWS + 1).collectAsList()
     if jrows.size() > _LOCAL_ROWS:
@@ -116,7 +127,8 @@ def local_rows(df: DataFrame, distinct: bool = False) -> DataFrame | None:
     if distinct:
         jvm = spark.sparkContext._jvm
         jrows = jclass(jvm, "java.util.ArrayList")(jclass(jvm, "java.util.LinkedHashSet")(jrows))
-    return DataFrame(spark._jsparkSession.createDataFrame(jrows, df._jdf.schema()), spark)
+    local = DataFrame(spark._jsparkSession.createDataFrame(jrows, df._jdf.schema()), spark)
+    return local, int(jrows.size())
 
 
 _PART, _POS = "__hippo_part", "__hippo_pos"  # names no positional or hidden column has
@@ -196,10 +208,12 @@ class Slots:
         # (keyed by module and step; e.g. the joins before a group, hippo.query.reduction).
         self.derived: dict[tuple[str, int], Any] = {}
 
-    def key_rows(self, origin: KeySlot, where: Column | None = None) -> DataFrame:
+    def key_rows(self, origin: KeySlot, where: Column | None = None,
+                 carry: frozenset[int] = frozenset()) -> DataFrame:
         """The aggregate's input rows, each with the hash of its group key; ``where`` (over
-        positional names ``__c<i>``) keeps a superset of the rows asked about."""
-        df = self.run.frame(origin.input_op)
+        positional names ``__c<i>``) keeps a superset of the rows asked about. ``carry``:
+        source steps whose rows they carry where they can (:meth:`RecordedRun.carried`)."""
+        df = self.run.carried(origin.input_op, carry)
         pos = positional(df)
         if where is not None:
             pos = filtered(pos, where)
@@ -257,12 +271,14 @@ class Slots:
         pairs = members.join(owners, (F.col(_PART) == F.col("__hippo_opart")) & within)
         return pairs.select(*[pos_name(i) for i in range(len(cols))], KEY).toDF(*cols, KEY)
 
-    def group(self, origin: Origin, where: Column | None = None) -> DataFrame:
+    def group(self, origin: Origin, where: Column | None = None,
+              carry: frozenset[int] = frozenset()) -> DataFrame:
         """Rows an aggregate or semi-join slot refers to (id column ``KEY``): the
-        aggregate's input rows keyed by group hash, or the right rows a semi join
-        matched, keyed by the left row's id."""
+        aggregate's input rows keyed by group hash (carrying the rows of the source
+        steps in ``carry`` where they can), or the right rows a semi join matched, keyed
+        by the left row's id."""
         if isinstance(origin, KeySlot):
-            return self.key_rows(origin, where)
+            return self.key_rows(origin, where, carry)
         step = self.run.steps[origin.op]
         pairs = build_pairs(step.spec, [self.run.frame(i) for i in step.inputs])
         return pairs.withColumnRenamed("__hippo_l", KEY)

@@ -19,13 +19,20 @@ from pyspark.sql import functions as F
 
 from hippo.py4j_lists import renamed
 
-__all__ = ["ID", "SLOT_PREFIX", "KEY", "RESERVED", "COLUMN", "LEFT", "RIGHT", "is_hidden",
-           "quoted", "pos_name", "pos_index", "positional", "content_hash", "derived_id"]
+__all__ = ["ID", "SLOT_PREFIX", "KEY", "CARRY", "CARRIED_AT", "RESERVED", "COLUMN", "LEFT",
+           "RIGHT", "is_hidden", "quoted", "pos_name", "pos_index", "positional", "content_hash",
+           "derived_id"]
 
 ID = "__hippo_id"
 SLOT_PREFIX = "__hs_"
 # The id column of the rows a key or match slot refers to, while a query resolves it.
 KEY = "__hippo_key"
+# A query's rebuilt plans may carry each row of a source through the steps, as one struct
+# column named this plus the source step's id (hippo.recorded.rebuild, "carried").
+CARRY = "__hippo_carry_"
+# The struct's last two fields: where the row is (a hash of its file's path, its index in
+# that file), so equal rows of a source stay apart.
+CARRIED_AT = ("__hippo_file", "__hippo_index")
 # Names a user's columns may not take: hippo's hidden ones, and what answers add.
 RESERVED = ("hippo_row_id",)
 

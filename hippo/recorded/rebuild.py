@@ -20,6 +20,8 @@ from hippo.errors import HippoError
 from hippo.py4j_lists import renamed, selected
 from hippo.recorded import spec as S
 from hippo.recorded.ids import (
+    CARRY,
+    COLUMN,
     ID,
     LEFT,
     RIGHT,
@@ -88,7 +90,13 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
     perhaps others it then drops by id) must not let them pick again. With ``refit``, a
     model fitted in the run is fitted again on its (rebuilt) training rows instead of
     loaded as the run saved it.
+
+    Inputs may end in carried columns (``CARRY`` plus a source step's id: that source's
+    row as one struct, see :meth:`hippo.recorded.run.RecordedRun.carried`): they pass
+    through to the output's end where the node keeps its input rows whole.
     """
+    if any(_carries(i) for i in inputs):
+        return _carried(node, inputs, every_row, refit)
     if isinstance(node, S.Input):
         return inputs[node.input]
     if isinstance(node, S.Fit):
@@ -120,6 +128,89 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
         child = positional(build_step(node.child, inputs, every_row))  # type: ignore[attr-defined]
         out = child if every_row and isinstance(node, PICKING) else _unary(node, child)
     return renamed(out, node.names)  # type: ignore[attr-defined]
+
+
+def _carries(df: DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith(CARRY)]
+
+
+def _uncarried(df: DataFrame) -> DataFrame:
+    carries = _carries(df)
+    return df.drop(*carries) if carries else df
+
+
+def _positional_carried(df: DataFrame, prefix: str) -> DataFrame:
+    """``df``'s columns named by position, its carried columns (its last) kept."""
+    carries = _carries(df)
+    return renamed(df, [pos_name(i, prefix) for i in range(len(df.columns) - len(carries))]
+                   + carries)
+
+
+# Nodes whose rows are not their input rows passed on whole (new rows, rows merged or
+# picked among equals): their output carries nothing. A carried row holds its position
+# in its file, so rows equal in every value stay apart through the other nodes.
+_ENDS_CARRY = (S.Explicit, S.Declared, S.Transform)
+_MERGES = (S.Aggregate, S.Distinct, *PICKING)
+
+
+def _carried(node: S.Node, inputs: list[DataFrame], every_row: bool, refit: bool
+             ) -> DataFrame:
+    """:func:`build_step` over inputs some of which carry source rows."""
+    if isinstance(node, S.Input):
+        return inputs[node.input]
+    if isinstance(node, S.Fit):
+        return build_step(node.child, inputs, every_row, refit)
+    if isinstance(node, S.Udfs):
+        register_udfs(inputs[0].sparkSession, node.udfs)
+        return build_step(node.child, inputs, every_row)
+    if isinstance(node, _ENDS_CARRY):
+        return build_step(node, [_uncarried(i) for i in inputs], every_row, refit)
+    if isinstance(node, S.Join):
+        left = build_step(node.left, inputs, every_row)
+        right = build_step(node.right, inputs, every_row)
+        both = set(_carries(left)) & set(_carries(right))  # a source joined with itself
+        left = _positional_carried(left.drop(*both) if both else left, LEFT)
+        right = _positional_carried(right.drop(*both) if both else right, RIGHT)
+        how = "inner" if node.how == "cross" else node.how
+        if node.cond is None:
+            out = left.crossJoin(right) if how == "inner" else left.join(right, how=how)
+        else:
+            out = left.join(right, F.expr(node.cond), how)
+        carries = _carries(out)
+        out = out.select(*[F.col(c) for c in out.columns if c not in carries],
+                         *[F.col(c) for c in carries])
+    elif isinstance(node, S.Union):
+        children = [_positional_carried(build_step(c, inputs, every_row), COLUMN)
+                    for c in node.children]
+        types = {f.name: f.dataType for c in children for f in c.schema.fields
+                 if f.name.startswith(CARRY)}
+        carries = list(dict.fromkeys(c for child in children for c in _carries(child)))
+        out = reduce(DataFrame.union, [
+            c.select(*[F.col(n) for n in c.columns if n not in types],
+                     *[F.col(n) if n in c.columns else F.lit(None).cast(types[n]).alias(n)
+                       for n in carries])
+            for c in children])
+    else:
+        child = build_step(node.child, inputs, every_row)  # type: ignore[attr-defined]
+        carries = _carries(child)
+        if isinstance(node, _MERGES) and not (every_row and isinstance(node, PICKING)):
+            out = _unary(node, positional(child.drop(*carries)))
+            return renamed(out, node.names)  # type: ignore[attr-defined]
+        child = _positional_carried(child, COLUMN)
+        kept = [F.col(c) for c in carries]
+        if isinstance(node, S.Project):
+            out = selected(child, [*node.exprs, *carries])
+        elif isinstance(node, S.Generate):
+            out = child.select(*[pos_name(p) for p in node.keep],
+                               F.expr(node.gen).alias(*node.gen_names), *kept)
+        elif isinstance(node, S.Window):
+            out = child.select(*[F.col(c) for c in child.columns if c not in carries],
+                               *[F.expr(e) for e in node.exprs], *kept)
+        elif every_row and isinstance(node, PICKING):
+            out = child
+        else:  # a filter, sort or repartition: the input's columns, in their order
+            out = _unary(node, child)
+    return renamed(out, [*node.names, *_carries(out)])  # type: ignore[attr-defined]
 
 
 def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:

@@ -7,15 +7,17 @@ rebuilt outputs); trace, replay and removal walk the same DAG.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 import networkx as nx
 from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from hippo.errors import UnknownSinkError, UnknownSourceError
+from hippo.errors import UnknownSinkError, UnknownSourceError, first_line
 from hippo.recorded import spec as S
-from hippo.recorded.ids import content_hash
+from hippo.recorded.ids import CARRIED_AT, CARRY, content_hash, is_hidden, quoted
 from hippo.recorded.pinned import check_readable, read_source
 from hippo.recorded.rebuild import build_step, register_udfs
 from hippo.recorded.spec import check_format
@@ -23,6 +25,8 @@ from hippo.recorded.state import FrameSlot, KeySlot
 from hippo.recorded.steps import Step, unpack_steps
 
 __all__ = ["RecordedRun"]
+
+log = logging.getLogger(__name__)
 
 
 class RecordedRun:
@@ -52,6 +56,7 @@ class RecordedRun:
         self.sources = {s.source.name: s for s in self.steps.values() if s.source}
         self.sinks = {s.sink.name: s for s in self.steps.values() if s.sink}
         self._frames: dict[int, DataFrame] = {}
+        self._carried: dict[tuple[int, frozenset[int]], DataFrame] = {}
         self._pinned: dict[tuple[str, int, bool], DataFrame] = {}
 
     def __repr__(self) -> str:
@@ -101,6 +106,44 @@ class RecordedRun:
             if n not in self._frames:
                 self._frames[n] = self._built(n, self._frames)
         return self._frames[op_id]
+
+    def carried(self, op_id: int, sources: frozenset[int]) -> DataFrame:
+        """:meth:`frame`, its rows each carrying the row of every source step in
+        ``sources`` it comes from, where the steps between keep that row whole: one
+        struct column per source at the end (``CARRY`` plus the step's id; the source's
+        columns, then ``CARRIED_AT``), null where a row comes from no row of it. A
+        backward query takes the source rows it answers with from the rows it already
+        read, instead of reading the source again."""
+        needed = self.upstream(op_id)
+        sources = frozenset(s for s in sources if s in needed)
+        if not sources:
+            return self.frame(op_id)
+        key = (op_id, sources)
+        if key not in self._carried:
+            built: dict[int, DataFrame] = {}
+            for n in needed:
+                step = self.steps[n]
+                if step.source is not None:
+                    built[n] = self._carry(n) if n in sources else self.frame(n)
+                elif any(c.startswith(CARRY) for i in step.inputs for c in built[i].columns):
+                    built[n] = self._built(n, built)
+                else:
+                    built[n] = self.frame(n)
+            self._carried[key] = built[op_id]
+        return self._carried[key]
+
+    def _carry(self, op_id: int) -> DataFrame:
+        """A source step's rows with their carried struct (or without, if its read
+        cannot say where a row is)."""
+        frame = self.frame(op_id)
+        user = [F.col(quoted(c)) for c in frame.columns if not is_hidden(c)]
+        try:
+            return frame.withColumn(CARRY + str(op_id), F.struct(
+                *user, F.xxhash64(F.col("_metadata.file_path")).alias(CARRIED_AT[0]),
+                F.col("_metadata.row_index").alias(CARRIED_AT[1])))
+        except Exception as err:  # noqa: BLE001 -- a read without file metadata
+            log.info("source step %s carries no rows: %s", op_id, first_line(err))
+            return frame
 
     def frames(self, op_id: int, sources: dict[int, DataFrame],
                every_row: bool = False, refit: frozenset[int] = frozenset()
