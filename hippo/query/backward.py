@@ -31,7 +31,7 @@ from hippo.query.slots import (
     query_errors)
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
-from hippo.recorded.ids import CARRIED_AT, CARRY, ID, KEY, is_hidden, pos_name, quoted
+from hippo.recorded.ids import CARRY, ID, KEY, is_hidden, pos_name, quoted
 from hippo.recorded.sink_rows import ROW_HASH
 from hippo.recorded.state import MADE_BY_ROW, Cell, FrameSlot, KeySlot, LineageState, Origin
 from hippo.session import session_conf
@@ -454,14 +454,15 @@ def _carried_answer(slots: Slots, op_id: int, items: list[_Path],
     keep = [quoted(c) for c in cols if only is None or c in only]
     rows = reduce(DataFrame.union, [p[5] for p in items])  # type: ignore[misc]
     # SQL text: one call to the JVM for the whole list (hippo.py4j_lists)
-    flat = selected(rows, [*[f"`row`.{c} AS {c}" for c in keep], "id AS hippo_row_id",
-                           *[f"`row`.{c} AS {c}" for c in CARRIED_AT]])
-    answer = [*keep, "hippo_row_id"]
+    answer = [*[f"`row`.{c} AS {c}" for c in keep], "id AS hippo_row_id"]
     if len(items) == 1 and items[0][6]:  # equal rows are one row: kept once, in the JVM
-        got = counted_local_rows(flat, distinct=True)
+        got = counted_local_rows(rows, distinct=True)
         if got is not None:
             return selected(got[0], answer), got[1]
-    return selected(flat.dropDuplicates(["hippo_row_id", *CARRIED_AT]), answer), None
+    # The struct as a grouping key: a hash aggregate with no buffer (a drop of duplicates
+    # by columns would keep the first of every other column, strings among them, which
+    # Spark aggregates by sorting).
+    return selected(rows.distinct(), answer), None
 
 
 def _ids(slots: Slots, path: _Path) -> DataFrame:
