@@ -27,8 +27,7 @@ from hippo.query.pushdown import (
     BARE, Hint, few, few_sets, hint_cond, hintable, hintable_type, isin)
 from hippo.query.reduction import reduced_where
 from hippo.query.slots import (
-    Slots, check_columns, computed_once, counted_local_rows, id_frame, local_rows, nonempty,
-    query_errors)
+    Slots, check_columns, computed_once, counted_local_rows, id_frame, nonempty, query_errors)
 from hippo.query.where import checked_filter
 from hippo.recorded.rebuild import rebuilt_plans
 from hippo.recorded.ids import CARRY, ID, KEY, is_hidden, pos_name, quoted
@@ -44,6 +43,10 @@ _COPIES = 2
 # Whether an aggregate's group carries its source rows to the answers (off: each answer
 # reads its source again; kept for side-by-side measurement, bench/carry_ab.py).
 CARRY_ROWS = True
+# A group that carries source rows is made into a local relation up to this many rows (a
+# few MB in the driver's JVM: q5's groups hold about 1,500 rows of six sources), so its
+# answers need no job; its ids and copies reach Python only up to HINT_ROWS rows.
+_CARRIED_LOCAL = 5000
 # (source op, ids (None when known: made into a frame only if a join needs them),
 # columns, hint: what every row of ids satisfies, or None, known: the ids themselves
 # when they are few and read to the driver, False when they are many, None when not
@@ -316,9 +319,12 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     # User columns by position (names may repeat after a join); slots keep theirs.
     group = rows.toDF(*[c if is_hidden(c) else f"__v{i}" for i, c in enumerate(rows.columns)])
     group = group.join(ids.distinct().withColumnRenamed("id", KEY), KEY, "left_semi")
-    copies = _group_copies(origin, inner, rows, wanted) if values is not None else {}
     carried = {slot: CARRY + str(op) for slot, op in sources.items()
                if CARRY + str(op) in rows.columns}
+    # Copies say where a source's rows are for reading it again: not for carried ones.
+    copies = {slot: pairs for slot, pairs in (
+        _group_copies(origin, inner, rows, wanted) if values is not None else {}).items()
+        if slot not in carried}
     # Every slot's ids, and the copies of source columns that say where those source
     # rows are, come from the same group: computed once, then read to the driver if
     # few (at most 1,001 rows, from the checkpoint).
@@ -328,8 +334,9 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
     if carried:  # few: into a local relation, which the answers then read without a job
         with session_conf(slots.spark, _carrying(slots.spark)):  # planned by the checkpoint
             group = computed_once(group.select(*kept, *[F.col(c) for c in set(carried.values())]))
-            local = local_rows(group)
-        found = None if local is None else local.select(*kept).collect()
+            got = counted_local_rows(group, most=_CARRIED_LOCAL)
+        local = None if got is None else got[0]
+        found = local.select(*kept).collect() if got and got[1] <= pushdown.HINT_ROWS else None
     else:
         group = computed_once(group.select(*kept))
         found = few(group)
@@ -352,7 +359,7 @@ def _back(slots: Slots, origin: Origin, ids: DataFrame, refs: frozenset[Any] | N
         if found is None:  # many: the ids stay on the executors
             slot_ids = group.select(F.col(slot).alias("id")).where(F.col("id").isNotNull())
             work.add(slot, inner.slots[slot], slot_ids, slot_refs, hint=hints.get(slot),
-                     known=False, carried=rows_of)
+                     known=False, carried=rows_of, local=local is not None)
             continue
         known = list(dict.fromkeys(r[slot] for r in found if r[slot] is not None))
         if known:
@@ -456,7 +463,7 @@ def _carried_answer(slots: Slots, op_id: int, items: list[_Path],
     # SQL text: one call to the JVM for the whole list (hippo.py4j_lists)
     answer = [*[f"`row`.{c} AS {c}" for c in keep], "id AS hippo_row_id"]
     if len(items) == 1 and items[0][6]:  # equal rows are one row: kept once, in the JVM
-        got = counted_local_rows(rows, distinct=True)
+        got = counted_local_rows(rows, distinct=True, most=_CARRIED_LOCAL)
         if got is not None:
             return selected(got[0], answer), got[1]
     # The struct as a grouping key: a hash aggregate with no buffer (a drop of duplicates

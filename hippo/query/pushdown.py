@@ -23,15 +23,15 @@ from hippo.recorded.ids import COLUMN, is_hidden, pos_name, quoted
 from hippo.recorded.state import LineageState
 from hippo.session import jclass
 
-__all__ = ["Hint", "BARE", "SCAN_BYTES", "few", "few_sets", "hintable", "hintable_type", "isin",
-           "filtered", "hint_cond", "copies_filter"]
+__all__ = ["Hint", "BARE", "HINT_ROWS", "SCAN_BYTES", "few", "few_sets", "hintable",
+           "hintable_type", "isin", "filtered", "hint_cond", "copies_filter"]
 
 Hint = list[tuple[str, list[Any]]]  # (source column, values): a conjunction of IN lists
 
 # Up to this many chosen rows, their values are brought to the driver (a few KB) and
 # pushed into the replays and source reads as IN lists, so Spark skips files and row
 # groups by their statistics; more rows, and queries scan everything (still exact).
-_HINT_ROWS = 1000
+HINT_ROWS = 1000
 BARE = re.compile(rf"^`?{COLUMN}(\d+)`?$")  # a group key that is a bare input column
 # Types whose values survive the trip to Python and back as literals unchanged
 # (timestamps may not: local-time conversions around DST changes).
@@ -40,12 +40,12 @@ _HINTABLE = ("tinyint", "smallint", "int", "bigint", "string", "boolean", "date"
 
 
 def few(df: DataFrame) -> list[Any] | None:
-    """The rows of ``df`` if there are at most ``_HINT_ROWS``, else None."""
-    rows = df.limit(_HINT_ROWS + 1).collect()
-    return None if len(rows) > _HINT_ROWS else rows
+    """The rows of ``df`` if there are at most ``HINT_ROWS``, else None."""
+    rows = df.limit(HINT_ROWS + 1).collect()
+    return None if len(rows) > HINT_ROWS else rows
 
 
-# A group of at most this many times _HINT_ROWS rows passes its distinct values in a
+# A group of at most this many times HINT_ROWS rows passes its distinct values in a
 # column on as an IN set (scalars, not rows: still a small read) to a source of at least
 # SCAN_BYTES. A smaller source is scanned whole sooner than a set is read and planned:
 # on flights (7 MB) the set made queries 0.1-0.5 s slower, on lineitem (196 MB) and
@@ -56,9 +56,9 @@ SCAN_BYTES = 32 << 20
 
 def few_sets(df: DataFrame, columns: list[str]) -> list[list[Any]] | None:
     """Each column's distinct values in ``df`` (None among them if a row holds null) if
-    it has at most ``_VALUES_PER_ROW * _HINT_ROWS`` rows, else None: one job, reading
+    it has at most ``_VALUES_PER_ROW * HINT_ROWS`` rows, else None: one job, reading
     at most that many rows plus one."""
-    most = _VALUES_PER_ROW * _HINT_ROWS
+    most = _VALUES_PER_ROW * HINT_ROWS
     row = df.limit(most + 1).agg(F.count(F.lit(1)), *[
         agg for c in columns for agg in (F.collect_set(c), F.max(F.col(c).isNull()))]).first()
     if row is None or row[0] > most:

@@ -118,11 +118,12 @@ def local_rows(df: DataFrame, distinct: bool = False) -> DataFrame | None:
     return None if got is None else got[0]
 
 
-def counted_local_rows(df: DataFrame, distinct: bool = False) -> tuple[DataFrame, int] | None:
-    """:func:`local_rows`, and how many rows it holds."""
+def counted_local_rows(df: DataFrame, distinct: bool = False, most: int = _LOCAL_ROWS
+                       ) -> tuple[DataFrame, int] | None:
+    """:func:`local_rows` of at most ``most`` rows, and how many rows it holds."""
     spark = df.sparkSession
-    jrows = df._jdf.limit(_LOCAL_ROWS + 1).collectAsList()
-    if jrows.size() > _LOCAL_ROWS:
+    jrows = df._jdf.limit(most + 1).collectAsList()
+    if jrows.size() > most:
         return None
     if distinct:
         jvm = spark.sparkContext._jvm

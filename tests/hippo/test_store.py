@@ -408,11 +408,11 @@ def test_answers_are_the_same_with_and_without_pushed_down_values(spark, store, 
     pushed = answers()
     # Groups of more than 2 rows are many: a group's copies go on as IN sets of values
     # (at most 40 rows), to sources of any size.
-    monkeypatch.setattr(pushdown, "_HINT_ROWS", 2)
+    monkeypatch.setattr(pushdown, "HINT_ROWS", 2)
     monkeypatch.setattr(pushdown, "SCAN_BYTES", 0)
     store._runs.clear()
     sets = answers()
-    monkeypatch.setattr(pushdown, "_HINT_ROWS", 0)  # every query scans everything
+    monkeypatch.setattr(pushdown, "HINT_ROWS", 0)  # every query scans everything
     store._runs.clear()
     scanned = answers()
     assert pushed == scanned
