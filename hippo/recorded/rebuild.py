@@ -8,7 +8,7 @@ a step's spec rebuilds to what the run computed) and by every reader of a record
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import reduce
 from typing import Any
@@ -35,7 +35,7 @@ from hippo.recorded.ids import (
 from hippo.recorded.pinned import check_readable
 from hippo.session import session_conf
 
-__all__ = ["PICKING", "build_step", "build_pairs", "rebuilt_plans", "register_udfs"]
+__all__ = ["PICKING", "build_step", "carries", "build_pairs", "rebuilt_plans", "register_udfs"]
 
 _SETTINGS = {
     "spark.sql.constraintPropagation.enabled": "false",
@@ -70,8 +70,10 @@ def _order(sql: str, ascending: bool, nulls_first: bool) -> Column:
     return col.desc_nulls_first() if nulls_first else col.desc_nulls_last()
 
 
-def _joined(node: S.Join, left: DataFrame, right: DataFrame, how: str) -> DataFrame:
-    left, right = positional(left, LEFT), positional(right, RIGHT)
+def _joined(node: S.Join, left: DataFrame, right: DataFrame, how: str,
+            named: Callable[[DataFrame, str], DataFrame] = positional) -> DataFrame:
+    """The join ``node`` of ``left`` and ``right``, each named by ``named`` first."""
+    left, right = named(left, LEFT), named(right, RIGHT)
     if node.cond is None:
         return left.crossJoin(right) if how in ("inner", "cross") else left.join(right, how=how)
     return left.join(right, F.expr(node.cond), "inner" if how == "cross" else how)
@@ -95,7 +97,7 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
     row as one struct, see :meth:`hippo.recorded.run.RecordedRun.carried`): they pass
     through to the output's end where the node keeps its input rows whole.
     """
-    if any(_carries(i) for i in inputs):
+    if any(carries(i) for i in inputs):
         return _carried(node, inputs, every_row, refit)
     if isinstance(node, S.Input):
         return inputs[node.input]
@@ -130,20 +132,21 @@ def build_step(node: S.Node, inputs: list[DataFrame], every_row: bool = False,
     return renamed(out, node.names)  # type: ignore[attr-defined]
 
 
-def _carries(df: DataFrame) -> list[str]:
+def carries(df: DataFrame) -> list[str]:
+    """``df``'s carried columns (its last)."""
     return [c for c in df.columns if c.startswith(CARRY)]
 
 
 def _uncarried(df: DataFrame) -> DataFrame:
-    carries = _carries(df)
-    return df.drop(*carries) if carries else df
+    extra = carries(df)
+    return df.drop(*extra) if extra else df
 
 
 def _positional_carried(df: DataFrame, prefix: str) -> DataFrame:
     """``df``'s columns named by position, its carried columns (its last) kept."""
-    carries = _carries(df)
-    return renamed(df, [pos_name(i, prefix) for i in range(len(df.columns) - len(carries))]
-                   + carries)
+    extra = carries(df)
+    return renamed(df, [pos_name(i, prefix) for i in range(len(df.columns) - len(extra))]
+                   + extra)
 
 
 # Nodes whose rows are not their input rows passed on whole (new rows, rows merged or
@@ -168,49 +171,45 @@ def _carried(node: S.Node, inputs: list[DataFrame], every_row: bool, refit: bool
     if isinstance(node, S.Join):
         left = build_step(node.left, inputs, every_row)
         right = build_step(node.right, inputs, every_row)
-        both = set(_carries(left)) & set(_carries(right))  # a source joined with itself
-        left = _positional_carried(left.drop(*both) if both else left, LEFT)
-        right = _positional_carried(right.drop(*both) if both else right, RIGHT)
-        how = "inner" if node.how == "cross" else node.how
-        if node.cond is None:
-            out = left.crossJoin(right) if how == "inner" else left.join(right, how=how)
-        else:
-            out = left.join(right, F.expr(node.cond), how)
-        carries = _carries(out)
-        out = out.select(*[F.col(c) for c in out.columns if c not in carries],
-                         *[F.col(c) for c in carries])
+        both = set(carries(left)) & set(carries(right))  # a source joined with itself
+        if both:
+            left, right = left.drop(*both), right.drop(*both)
+        out = _joined(node, left, right, node.how, _positional_carried)
+        kept = carries(out)
+        out = out.select(*[F.col(c) for c in out.columns if c not in kept],
+                         *[F.col(c) for c in kept])
     elif isinstance(node, S.Union):
         children = [_positional_carried(build_step(c, inputs, every_row), COLUMN)
                     for c in node.children]
         types = {f.name: f.dataType for c in children for f in c.schema.fields
                  if f.name.startswith(CARRY)}
-        carries = list(dict.fromkeys(c for child in children for c in _carries(child)))
+        extra = list(dict.fromkeys(c for child in children for c in carries(child)))
         out = reduce(DataFrame.union, [
             c.select(*[F.col(n) for n in c.columns if n not in types],
                      *[F.col(n) if n in c.columns else F.lit(None).cast(types[n]).alias(n)
-                       for n in carries])
+                       for n in extra])
             for c in children])
     else:
         child = build_step(node.child, inputs, every_row)  # type: ignore[attr-defined]
-        carries = _carries(child)
+        extra = carries(child)
         if isinstance(node, _MERGES) and not (every_row and isinstance(node, PICKING)):
-            out = _unary(node, positional(child.drop(*carries)))
+            out = _unary(node, positional(_uncarried(child)))
             return renamed(out, node.names)  # type: ignore[attr-defined]
         child = _positional_carried(child, COLUMN)
-        kept = [F.col(c) for c in carries]
+        kept = [F.col(c) for c in extra]
         if isinstance(node, S.Project):
-            out = selected(child, [*node.exprs, *carries])
+            out = selected(child, [*node.exprs, *extra])
         elif isinstance(node, S.Generate):
             out = child.select(*[pos_name(p) for p in node.keep],
                                F.expr(node.gen).alias(*node.gen_names), *kept)
         elif isinstance(node, S.Window):
-            out = child.select(*[F.col(c) for c in child.columns if c not in carries],
+            out = child.select(*[F.col(c) for c in child.columns if c not in extra],
                                *[F.expr(e) for e in node.exprs], *kept)
         elif every_row and isinstance(node, PICKING):
             out = child
         else:  # a filter, sort or repartition: the input's columns, in their order
             out = _unary(node, child)
-    return renamed(out, [*node.names, *_carries(out)])  # type: ignore[attr-defined]
+    return renamed(out, [*node.names, *carries(out)])  # type: ignore[attr-defined]
 
 
 def register_udfs(spark: SparkSession, udfs: Iterable[Sequence[Any]]) -> None:

@@ -19,7 +19,7 @@ from hippo.errors import UnknownSinkError, UnknownSourceError, first_line
 from hippo.recorded import spec as S
 from hippo.recorded.ids import CARRIED_AT, CARRY, content_hash, is_hidden, quoted
 from hippo.recorded.pinned import check_readable, read_source
-from hippo.recorded.rebuild import build_step, register_udfs
+from hippo.recorded.rebuild import build_step, carries, register_udfs
 from hippo.recorded.spec import check_format
 from hippo.recorded.state import FrameSlot, KeySlot
 from hippo.recorded.steps import Step, unpack_steps
@@ -125,7 +125,7 @@ class RecordedRun:
                 step = self.steps[n]
                 if step.source is not None:
                     built[n] = self._carry(n) if n in sources else self.frame(n)
-                elif any(c.startswith(CARRY) for i in step.inputs for c in built[i].columns):
+                elif any(carries(built[i]) for i in step.inputs):
                     built[n] = self._built(n, built)
                 else:
                     built[n] = self.frame(n)
